@@ -1,0 +1,22 @@
+"""gpugrad: automatic differentiation with TensorFlow 2 semantics on NumPy (and CuPy).
+
+    import gpugrad as gg
+    x = gg.Variable(3.0)
+    with gg.GradientTape() as tape:
+        y = x * x
+    tape.gradient(y, x)   # 6.0
+"""
+from .tensor import Tensor, Variable, constant, from_dlpack  # first: binds operators to the ops
+from .backend import (  # noqa: F401
+    bool_, complex64, complex128, device, devices, float16, float32, float64, int8, int16, int32,
+    int64, set_default_device, uint8,
+)
+from .backend import default_device as get_default_device  # noqa: F401
+from .tape import (  # noqa: F401
+    GradientTape, Primitive, UnconnectedGradients, custom_gradient, gradients, primitive,
+)
+from .ops import *  # noqa: F401,F403
+from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401
+from . import nn, random  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,217 @@
+"""The array layer: devices, dtypes and the backends behind them.
+
+This is the only module that imports numpy for math; everything above it asks an array
+for its module with `xp_of` or goes through the Backend of a device. CuPy is probed
+lazily, so importing gpugrad initializes no CUDA context.
+"""
+import contextlib
+import os
+
+import numpy
+
+float16 = numpy.dtype("float16")
+float32 = numpy.dtype("float32")
+float64 = numpy.dtype("float64")
+int8 = numpy.dtype("int8")
+int16 = numpy.dtype("int16")
+int32 = numpy.dtype("int32")
+int64 = numpy.dtype("int64")
+uint8 = numpy.dtype("uint8")
+bool_ = numpy.dtype("bool")
+complex64 = numpy.dtype("complex64")
+complex128 = numpy.dtype("complex128")
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def as_dtype(dtype):
+    """Resolve "float64", numpy.float64 or gg.float64 to a numpy dtype; None stays None."""
+    if dtype is None or type(dtype) is numpy.dtype:
+        return dtype
+    try:
+        resolved = numpy.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"unknown dtype {dtype!r}; use a name such as 'float32' or gg.float32") from None
+    if resolved.kind not in "biufc":
+        raise TypeError(f"unknown dtype {dtype!r}: gpugrad tensors hold bool, integer, float or complex values")
+    return resolved
+
+
+def is_float_dtype(dtype):
+    """True for dtypes that carry gradients (floating point and complex)."""
+    return dtype.kind in "fc"
+
+
+class Backend:
+    """One device family's array operations. Subclasses: NumpyBackend (cpu); a CuPy one for cuda."""
+
+    xp = None
+
+    def asarray(self, value, dtype=None):
+        """An array of this backend holding `value` (copied), dtype inferred as TensorFlow does."""
+        raise NotImplementedError
+
+    def to_host(self, array):
+        """A numpy.ndarray copy of `array`."""
+        raise NotImplementedError
+
+    def random_normal(self, shape, mean, stddev, dtype, seed):
+        raise NotImplementedError
+
+    def random_uniform(self, shape, minval, maxval, dtype, seed):
+        raise NotImplementedError
+
+
+def _infer_python_value(value):
+    """A numpy array for a Python scalar or nested list, with TensorFlow's dtype rules:
+    float -> float32, int -> int32 (int64 when it does not fit), bool -> bool."""
+    try:
+        array = numpy.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"cannot make a tensor from {value!r}: {error}") from None
+    kind = array.dtype.kind
+    if kind == "f":
+        return array.astype(float32)
+    if kind in "iu":
+        if array.size == 0 or (array.min() >= _INT32_MIN and array.max() <= _INT32_MAX):
+            return array.astype(int32)
+        return array.astype(int64)
+    if kind in "bc":
+        return array
+    raise ValueError(f"cannot make a tensor from {value!r}: it is not numeric (numpy sees dtype {array.dtype})")
+
+
+class NumpyBackend(Backend):
+    xp = numpy
+
+    def __init__(self):
+        self._rng = numpy.random.default_rng()
+
+    def asarray(self, value, dtype=None):
+        if isinstance(value, numpy.ndarray) or isinstance(value, numpy.generic):
+            if value.dtype.kind not in "biufc":
+                raise ValueError(f"cannot make a tensor from an array of dtype {value.dtype}: it is not numeric")
+            return numpy.array(value, dtype=dtype)
+        if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+            return numpy.array(numpy.from_dlpack(value), dtype=dtype)
+        if value is None:
+            raise ValueError("cannot make a tensor from None")
+        array = _infer_python_value(value) if dtype is None else None
+        if array is None:
+            try:
+                array = numpy.array(value, dtype=dtype)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"cannot make a {dtype} tensor from {value!r}: {error}") from None
+        return array
+
+    def to_host(self, array):
+        return numpy.array(array)
+
+    def seed(self, seed):
+        self._rng = numpy.random.default_rng(seed)
+
+    def _generator(self, seed):
+        return self._rng if seed is None else numpy.random.default_rng(seed)
+
+    def random_normal(self, shape, mean, stddev, dtype, seed):
+        return self._generator(seed).normal(mean, stddev, shape).astype(dtype)
+
+    def random_uniform(self, shape, minval, maxval, dtype, seed):
+        return self._generator(seed).uniform(minval, maxval, shape).astype(dtype)
+
+
+_NUMPY = NumpyBackend()
+
+
+def xp_of(array):
+    """The array module (numpy or cupy) that owns `array`."""
+    if type(array) is numpy.ndarray or isinstance(array, numpy.generic):
+        return numpy
+    raise TypeError(f"no gpugrad backend holds arrays of type {type(array).__name__}")
+
+
+def _cuda_unavailable_reason():
+    """Why "cuda" cannot be used here, in words, or None if it can."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install 'gpugrad[cuda12]' or 'gpugrad[cuda13]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CuPy raises its own runtime errors when the driver is missing
+        return f"CuPy is installed but sees no GPU ({error})"
+    if count == 0:
+        return "CuPy is installed but sees no GPU"
+    # TODO(issue 4): the CuPy backend plugs in here.
+    return "gpugrad's CuPy backend is not part of this version yet"
+
+
+def devices():
+    """The devices usable in this process, e.g. ["cpu"] or ["cpu", "cuda:0"]."""
+    return ["cpu"]
+
+
+def canonical_device(name):
+    """Validate a device name ("cpu", "cuda", "cuda:N") and return its canonical form."""
+    if not isinstance(name, str):
+        raise TypeError(f"a device is a string such as 'cpu' or 'cuda:0', got {name!r}")
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or name.startswith("cuda:"):
+        raise RuntimeError(f"device {name!r} is not available: {_cuda_unavailable_reason()}")
+    raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def backend_of(device):
+    """The Backend that holds arrays for a canonical device string."""
+    return _NUMPY
+
+
+_default_device = None
+
+
+def default_device():
+    """Where new tensors are created: set_default_device / gg.device, else GPUGRAD_DEVICE,
+    else cuda:0 when usable, else cpu."""
+    global _default_device
+    if _default_device is None:
+        requested = os.environ.get("GPUGRAD_DEVICE")
+        if requested:
+            _default_device = canonical_device(requested)
+        else:
+            _default_device = "cpu"
+    return _default_device
+
+
+def set_default_device(name):
+    """Make `name` the device on which new tensors are created."""
+    global _default_device
+    _default_device = canonical_device(name)
+
+
+@contextlib.contextmanager
+def device(name):
+    """`with gg.device("cpu"):` creates new tensors on that device inside the block."""
+    global _default_device
+    previous = default_device()
+    _default_device = canonical_device(name)
+    try:
+        yield _default_device
+    finally:
+        _default_device = previous
+
+
+def device_of_dlpack(obj):
+    """The gpugrad device string of a DLPack producer (kDLCPU=1, kDLCUDA=2)."""
+    kind, index = obj.__dlpack_device__()
+    if kind == 1:
+        return "cpu"
+    if kind == 2:
+        return canonical_device(f"cuda:{index}")
+    raise ValueError(f"DLPack device type {kind} is not supported by gpugrad (cpu and cuda are)")
+
+
+def from_dlpack_array(obj):
+    """The array of a DLPack producer on its own device, sharing memory (no copy)."""
+    device_of_dlpack(obj)
+    return numpy.from_dlpack(obj)

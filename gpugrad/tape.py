@@ -1,0 +1,619 @@
+"""Primitives, the recorded history, GradientTape, gradients and custom gradients.
+
+Values are touched only through Tensor attributes and gg ops: no numpy or cupy here.
+The history lives in the tensors (each recorded result holds its Node), so a tape keeps
+nothing alive but the tensors it was asked to watch.
+"""
+import enum
+import functools
+import inspect
+import itertools
+
+from .tensor import Tensor, Variable, constant
+
+REGISTRY = {}
+_ACTIVE = []  # tapes currently recording, in the order they started
+_tape_ids = itertools.count(1)
+
+
+class Primitive:
+    """An op with one forward (raw arrays in, raw array out) and a vector-Jacobian product.
+
+    Positional arguments are the op's inputs (Tensors, Variables, Python scalars, or
+    values `gg.constant` accepts); keyword arguments are static parameters (axis, shape...)
+    passed unchanged to the forward and the VJP.
+    """
+
+    def __init__(self, forward, name, differentiable, linear):
+        functools.update_wrapper(self, forward)
+        self.forward = forward
+        self.name = name
+        self.differentiable = differentiable
+        self.linear = linear
+        self.vjp = None
+
+    def defvjp(self, vjp):
+        """Set the VJP: `vjp(g, out, *inputs, **params)` returns one gradient per input
+        (a Tensor of the input's shape or one broadcastable to it, or None), computed with gg
+        ops so that tapes recording the backward pass get higher derivatives. Returns `vjp`,
+        so it works as a decorator."""
+        if not self.differentiable:
+            raise TypeError(f"primitive {self.name!r} was declared differentiable=False")
+        self.vjp = vjp
+        return vjp
+
+    def __call__(self, *args, **params):
+        return _apply(self, args, params)
+
+    def __repr__(self):
+        return f"<gg.primitive {self.name}>"
+
+
+def primitive(forward=None, *, name=None, differentiable=True, linear=False):
+    """Register a primitive op: the one entry point for built-in ops and user ops alike.
+
+    Usage::
+
+        @gg.primitive
+        def cube(x):                      # forward on raw arrays (numpy or cupy)
+            return x * x * x
+
+        @cube.defvjp
+        def cube_vjp(g, out, x):          # VJP on Tensors, with gg ops
+            return (3 * g * x * x,)
+
+    Args:
+        name: registry name, defaults to the function's name; a duplicate name is an error.
+        differentiable: False for ops whose result never carries a gradient (comparisons).
+        linear: True when the VJP does not read the inputs' values (only their shapes), so
+            assigning an input Variable between the forward and the gradient is harmless.
+    """
+    def register(function):
+        key = name or function.__name__
+        if key in REGISTRY:
+            raise ValueError(f"a primitive named {key!r} is already registered")
+        prim = Primitive(function, key, differentiable, linear)
+        REGISTRY[key] = prim
+        return prim
+
+    return register if forward is None else register(forward)
+
+
+class Node:
+    """One recorded op application: what the backward pass needs, nothing device-specific."""
+
+    __slots__ = ("prim", "inputs", "params", "tapes", "versions")
+
+    def __init__(self, prim, inputs, params, tapes, versions):
+        self.prim = prim
+        self.inputs = inputs
+        self.params = params
+        self.tapes = tapes
+        self.versions = versions
+
+
+def _shapes(args):
+    return ", ".join(str(a.shape) if type(a) is Tensor or type(a) is Variable else repr(a) for a in args)
+
+
+def _apply(prim, args, params):
+    device = None
+    has_variable = False
+    convert = False
+    data = []
+    for a in args:
+        kind = type(a)
+        if kind is Tensor or kind is Variable:
+            if device is None:
+                device = a._device
+            elif a._device != device:
+                raise ValueError(f"{prim.name}: inputs are on different devices, {device} and {a._device}; "
+                                 f"move one with .to(...) first")
+            if kind is Variable:
+                has_variable = True
+            data.append(a._data)
+        elif kind is float or kind is int or kind is bool:
+            data.append(a)  # weak Python scalar: NumPy 2 promotion keeps the tensor's dtype
+        else:
+            convert = True
+            data.append(None)
+    if convert or device is None:
+        args = tuple(a if type(a) is Tensor or type(a) is Variable
+                     or (device is not None and type(a) in (float, int, bool))
+                     else constant(a, device=device) for a in args)
+        if device is None:
+            device = args[0]._device if args else None
+        data = [a._data if type(a) is Tensor or type(a) is Variable else a for a in args]
+    try:
+        out = prim.forward(*data, **params)
+    except (ValueError, TypeError, IndexError) as error:
+        kind = ValueError if isinstance(error, ValueError) else type(error)
+        raise kind(f"{prim.name}: {error} (input shapes: {_shapes(args)})") from None
+    if has_variable and (out.base is not None or any(out is d for d in data)):
+        out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+    result = Tensor(out, device)
+    if _ACTIVE and prim.differentiable and out.dtype.kind in "fc":
+        _record(prim, args, params, result)
+    return result
+
+
+def _record(prim, inputs, params, result):
+    tapes = ()
+    for tape in _ACTIVE:
+        tape_id = tape._id
+        watched = tape._watched
+        hit = False
+        for a in inputs:
+            kind = type(a)
+            if kind is Tensor:
+                if not hit:
+                    node = a._node
+                    hit = (node is not None and tape_id in node.tapes) or id(a) in watched
+            elif kind is Variable:
+                if id(a) in watched:
+                    hit = True
+                elif tape._watch_accessed and a.trainable:
+                    watched[id(a)] = a
+                    hit = True
+        if hit:
+            tapes += (tape_id,)
+    if tapes:
+        versions = None if prim.linear else tuple(
+            (a, a._version) for a in inputs if type(a) is Variable) or None
+        result._node = Node(prim, inputs, params, tapes, versions)
+
+
+# ---------------------------------------------------------------------------------------
+# The backward pass
+
+_UNBROADCAST_PLANS = {}
+
+
+def _unbroadcast(g, x, prim):
+    """Sum a gradient over the axes broadcasting added, and cast it to x's dtype."""
+    if type(g) is not Tensor:
+        g = constant(g, dtype=x.dtype, device=x._device)
+    gshape, xshape = g._data.shape, x._data.shape
+    if gshape != xshape:
+        plan = _UNBROADCAST_PLANS.get((gshape, xshape))
+        if plan is None:
+            plan = _UNBROADCAST_PLANS[(gshape, xshape)] = _reduction_plan(gshape, xshape, prim)
+        if plan:
+            g = _prims.reduce_sum(g, axis=plan, keepdims=True)
+        if g._data.shape != xshape:
+            g = _prims.reshape(g, shape=xshape)
+    if g._data.dtype != x._data.dtype:
+        g = _prims.cast(g, dtype=x._data.dtype)
+    return g
+
+
+def _reduction_plan(gshape, xshape, prim):
+    lead = len(gshape) - len(xshape)
+    bad = lead < 0 or any(s != 1 and s != gs for s, gs in zip(xshape, gshape[lead:]))
+    if bad:
+        raise ValueError(f"the VJP of {prim.name} returned a gradient of shape {gshape} for an input of "
+                         f"shape {xshape}")
+    return tuple(range(lead)) + tuple(lead + i for i, s in enumerate(xshape) if s == 1 and gshape[lead + i] != 1)
+
+
+def _history(targets, tape_id, source_ids, stop_ids):
+    """Recorded tensors reachable from `targets` that lead to a source, in topological order
+    (inputs first), and {id: leads to a source}. Follows nodes recorded by `tape_id` (any
+    tape when None); tensors in `stop_ids` count as leaves."""
+    order = []
+    state = {}  # id -> None while its inputs are being visited, then whether it leads to a source
+    stack = list(targets)
+    while stack:
+        t = stack[-1]
+        key = id(t)
+        if key not in state:
+            state[key] = None
+            for a in t._node.inputs:
+                if type(a) is Tensor and id(a) not in state and _expands(a, tape_id, stop_ids):
+                    stack.append(a)
+            continue
+        stack.pop()
+        if state[key] is not None:  # a second copy of a tensor reached through two paths
+            continue
+        reaches = key in source_ids
+        if not reaches:
+            for a in t._node.inputs:
+                if id(a) in source_ids or state.get(id(a)):
+                    reaches = True
+                    break
+        state[key] = reaches
+        if reaches:
+            order.append(t)
+    return order, state
+
+
+def _expands(t, tape_id, stop_ids):
+    node = t._node
+    return node is not None and (tape_id is None or tape_id in node.tapes) and id(t) not in stop_ids
+
+
+def _backward(targets, seeds, sources, tape_id, stop_ids=frozenset()):
+    """Gradients of sum(seed * target) for each source (None where unconnected)."""
+    source_ids = {id(s) for s in sources}
+    grads = {}
+    for t, seed in zip(targets, seeds):
+        if seed is not None:
+            key = id(t)
+            grads[key] = seed if key not in grads else _prims.add(grads[key], seed)
+    roots = [t for t in targets if _expands(t, tape_id, stop_ids)]
+    order, reachable = _history(roots, tape_id, source_ids, stop_ids)
+    for t in reversed(order):
+        key = id(t)
+        g = grads.get(key) if key in source_ids else grads.pop(key, None)
+        if g is None:
+            continue
+        node = t._node
+        prim = node.prim
+        if prim.vjp is None:
+            raise LookupError(f"primitive {prim.name!r} has no VJP registered (use {prim.name}.defvjp)")
+        if node.versions is not None:
+            for variable, version in node.versions:
+                if variable._version != version:
+                    raise RuntimeError(
+                        f"Variable '{variable.name}' was assigned after {prim.name} read it, and its "
+                        f"gradient needs the old value; compute gradients before assigning")
+        input_grads = prim.vjp(g, t, *node.inputs, **node.params)
+        for x, gx in zip(node.inputs, input_grads):
+            if gx is None:
+                continue
+            kind = type(x)
+            if kind is not Tensor and kind is not Variable:
+                continue
+            x_key = id(x)
+            if not (x_key in source_ids or reachable.get(x_key)) or x._data.dtype.kind not in "fc":
+                continue
+            gx = _unbroadcast(gx, x, prim)
+            previous = grads.get(x_key)
+            grads[x_key] = gx if previous is None else _prims.add(previous, gx)
+    return [grads.get(id(s)) for s in sources]
+
+
+# ---------------------------------------------------------------------------------------
+# Structures of tensors
+
+def _flatten(structure, what):
+    if type(structure) is Tensor or type(structure) is Variable:
+        return [structure]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in _flatten(item, what)]
+    if isinstance(structure, dict):
+        return [leaf for key in structure for leaf in _flatten(structure[key], what)]
+    raise TypeError(f"{what} must be Tensors or Variables (or nested lists, tuples, dicts of them), "
+                    f"got {type(structure).__name__}")
+
+
+def _unflatten(structure, leaves):
+    if type(structure) is Tensor or type(structure) is Variable:
+        return next(leaves)
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_unflatten(item, leaves) for item in structure)
+    return {key: _unflatten(structure[key], leaves) for key in structure}
+
+
+class UnconnectedGradients(str, enum.Enum):
+    """What a gradient call returns for a source the target does not depend on."""
+
+    NONE = "none"
+    ZERO = "zero"
+
+
+def _unconnected_mode(value):
+    try:
+        return UnconnectedGradients(value)
+    except ValueError:
+        raise ValueError(f"unconnected_gradients must be 'none' or 'zero', got {value!r}") from None
+
+
+def _fill_unconnected(gradients, sources, mode):
+    if mode is UnconnectedGradients.NONE:
+        return gradients
+    return [_ops.zeros_like(s) if g is None else g for g, s in zip(gradients, sources)]
+
+
+def _seeds(targets, target_structure, weights, what):
+    """One seed cotangent per target: ones, or the weights given in the targets' structure."""
+    if weights is None:
+        return [_ops.ones_like(t) if t._data.dtype.kind in "fc" else None for t in targets]
+    seeds = []
+    for t, w in zip(targets, _flatten_like(target_structure, weights, what)):
+        if type(w) is not Tensor and type(w) is not Variable:
+            w = constant(w, dtype=t.dtype, device=t._device)
+        if w.shape != t.shape:
+            raise ValueError(f"{what}: a weight of shape {w.shape} for a target of shape {t.shape}")
+        seeds.append(w)
+    return seeds
+
+
+def _flatten_like(structure, values, what):
+    if type(structure) is Tensor or type(structure) is Variable:
+        return [values]
+    if isinstance(structure, dict):
+        return [leaf for key in structure for leaf in _flatten_like(structure[key], values[key], what)]
+    if not isinstance(values, (list, tuple)) or len(values) != len(structure):
+        raise ValueError(f"{what} must match the structure of the targets ({len(structure)} entries), "
+                         f"got {values!r}")
+    return [leaf for s, v in zip(structure, values) for leaf in _flatten_like(s, v, what)]
+
+
+# ---------------------------------------------------------------------------------------
+# GradientTape
+
+class GradientTape:
+    """Records ops for automatic differentiation, with TensorFlow 2 semantics.
+
+    An op is recorded when one of its inputs is watched by this tape or was produced by an
+    op this tape recorded. Trainable Variables read inside the context are watched
+    automatically unless `watch_accessed_variables=False`.
+    """
+
+    def __init__(self, persistent=False, watch_accessed_variables=True):
+        self._persistent = persistent
+        self._watch_accessed = watch_accessed_variables
+        self._id = next(_tape_ids)
+        self._watched = {}
+        self._recording = False
+        self._in_context = False
+        self._used = False
+
+    def __enter__(self):
+        if self._in_context:
+            raise RuntimeError("this GradientTape is already in use as a context manager")
+        self._in_context = True
+        self._start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._in_context = False
+        self._stop()
+        return False
+
+    def _start(self):
+        if not self._recording:
+            _ACTIVE.append(self)
+            self._recording = True
+
+    def _stop(self):
+        if self._recording:
+            _ACTIVE.remove(self)
+            self._recording = False
+
+    def watch(self, tensor):
+        """Watch a Tensor, a Variable, or a nested list/tuple of them."""
+        for t in _flatten(tensor, "tape.watch arguments"):
+            self._watched[id(t)] = t
+
+    def watched_variables(self):
+        """The Variables this tape watches, in first-access order."""
+        return tuple(v for v in self._watched.values() if type(v) is Variable)
+
+    def stop_recording(self):
+        """A context in which this tape records nothing."""
+        return _Pause(self)
+
+    def reset(self):
+        """Forget everything recorded and watched so far; recording goes on if in context."""
+        self._id = next(_tape_ids)
+        self._watched = {}
+        self._used = False
+
+    def _tracks(self, source):
+        return id(source) in self._watched or (
+            type(source) is Tensor and source._node is not None and self._id in source._node.tapes)
+
+    def _consume(self):
+        if self._used:
+            raise RuntimeError("A non-persistent GradientTape can only be used to compute one set of "
+                               "gradients (or jacobians)")
+        if not self._persistent:
+            self._used = True
+            self._stop()
+
+    def _release(self):
+        if not self._persistent:
+            self._watched = {}
+            self._id = next(_tape_ids)
+
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
+        """d target / d sources, shaped like `sources` (a Tensor, Variable or nested list/tuple/dict).
+
+        Several targets (a nested list) are summed; a non-scalar target counts as the sum of
+        its elements unless `output_gradients` gives weights. Unwatched, unconnected and
+        integer sources get None, or zeros with `unconnected_gradients="zero"`.
+        """
+        mode = _unconnected_mode(unconnected_gradients)
+        self._consume()
+        try:
+            targets = _flatten(target, "gradient targets")
+            flat_sources = _flatten(sources, "gradient sources")
+            seeds = _seeds(targets, target, output_gradients, "output_gradients")
+            grads = self._gradient(targets, seeds, flat_sources)
+            return _unflatten(sources, iter(_fill_unconnected(grads, flat_sources, mode)))
+        finally:
+            self._release()
+
+    def _gradient(self, targets, seeds, sources):
+        tracked = [s for s in sources if self._tracks(s)]
+        found = _backward(targets, seeds, tracked, self._id)
+        by_id = {id(s): g for s, g in zip(tracked, found)}
+        return [by_id.get(id(s)) if s._data.dtype.kind in "fc" else None for s in sources]
+
+    def jacobian(self, target, sources, unconnected_gradients="none"):
+        """The full Jacobian: for each source, a tensor of shape target.shape + source.shape."""
+        mode = _unconnected_mode(unconnected_gradients)
+        self._consume()
+        try:
+            target = _as_target(target)
+            flat_sources = _flatten(sources, "jacobian sources")
+            rows = [self._gradient([target], [seed], flat_sources) for seed in _one_hots(target, target.shape)]
+            jacobians = [_stack_rows([r[k] for r in rows], target.shape, s) for k, s in enumerate(flat_sources)]
+            return _unflatten(sources, iter(_fill_unconnected(
+                jacobians, [_JacobianShape(target.shape, s) for s in flat_sources], mode)))
+        finally:
+            self._release()
+
+    def batch_jacobian(self, target, source, unconnected_gradients="none"):
+        """Per-example Jacobians: target (B, *T) and source (B, *S) give (B, *T, *S).
+
+        Assumes example b of the target depends only on example b of the source, as
+        TensorFlow does."""
+        mode = _unconnected_mode(unconnected_gradients)
+        self._consume()
+        try:
+            target = _as_target(target)
+            if target.ndim == 0 or source.ndim == 0 or target.shape[0] != source.shape[0]:
+                raise ValueError(f"batch_jacobian needs target and source with the same first (batch) axis, "
+                                 f"got shapes {target.shape} and {source.shape}")
+            batch = target.shape[0]
+            inner = target.shape[1:]
+            rows = [self._gradient([target], [_ops.broadcast_to(seed, shape=target.shape)], [source])[0]
+                    for seed in _one_hots(target, inner)]
+            if all(r is None for r in rows):
+                if mode is UnconnectedGradients.NONE:
+                    return None
+                return _ops.zeros(target.shape + source.shape[1:], dtype=source.dtype, device=source.device)
+            rows = [_ops.zeros_like(source) if r is None else r for r in rows]
+            stacked = _ops.stack(rows, axis=1) if rows else _ops.zeros((batch, 0) + source.shape[1:],
+                                                                      dtype=source.dtype, device=source.device)
+            return _ops.reshape(stacked, shape=target.shape + source.shape[1:])
+        finally:
+            self._release()
+
+
+class _JacobianShape:
+    """Stands in for a source when filling an unconnected Jacobian with zeros."""
+
+    def __init__(self, target_shape, source):
+        self.shape = tuple(target_shape) + tuple(source.shape)
+        self.dtype = source.dtype
+        self.device = source.device
+
+
+def _as_target(target):
+    if type(target) is not Tensor and type(target) is not Variable:
+        raise TypeError(f"a jacobian target must be a Tensor or Variable, got {type(target).__name__}")
+    return target
+
+
+def _one_hots(target, shape):
+    """The seeds e_i of shape `shape`, one per element, in row-major order."""
+    count = 1
+    for s in shape:
+        count *= s
+    eye = _ops.eye(count, dtype=target.dtype, device=target.device)
+    return [_ops.reshape(eye[i], shape=tuple(shape)) for i in range(count)]
+
+
+def _stack_rows(rows, target_shape, source):
+    if not rows or all(r is None for r in rows):
+        return None if rows else _ops.zeros(tuple(target_shape) + source.shape, dtype=source.dtype,
+                                            device=source.device)
+    rows = [_ops.zeros_like(source) if r is None else r for r in rows]
+    return _ops.reshape(_ops.stack(rows, axis=0), shape=tuple(target_shape) + source.shape)
+
+
+class _Pause:
+    def __init__(self, tape):
+        self._tape = tape
+        self._was_recording = False
+
+    def __enter__(self):
+        self._was_recording = self._tape._recording
+        self._tape._stop()
+        return self._tape
+
+    def __exit__(self, *exc_info):
+        if self._was_recording:
+            self._tape._start()
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# Functional forms
+
+def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="none"):
+    """The sum over `ys` of d y / d x for each x in `xs`, as a list of len(xs).
+
+    Graph semantics, as tf.gradients: `ys` must have been computed while a tape recorded
+    them (the tape may have closed and is not consumed); each x may be a watched source or
+    any tensor on that recorded history, constants used as op inputs included. Tensors in
+    `stop_gradients` are held constant.
+    """
+    mode = _unconnected_mode(unconnected_gradients)
+    targets = _flatten(ys, "gradients ys")
+    sources = _flatten(xs, "gradients xs")
+    stops = frozenset(id(t) for t in _flatten(stop_gradients, "stop_gradients")) if stop_gradients else frozenset()
+    seeds = _seeds(targets, ys, grad_ys, "grad_ys")
+    found = _backward(targets, seeds, sources, None, stops)
+    found = [g if s._data.dtype.kind in "fc" else None for g, s in zip(found, sources)]
+    return _fill_unconnected(found, sources, mode)
+
+
+class _CustomOp:
+    """The one-off op a @custom_gradient call records: its VJP is the user's grad_fn."""
+
+    name = "custom_gradient"
+    linear = False
+    __slots__ = ("function_name", "grad_fn", "num_inputs", "variables")
+
+    def __init__(self, function_name, grad_fn, num_inputs, variables):
+        self.function_name = function_name
+        self.grad_fn = grad_fn
+        self.num_inputs = num_inputs
+        self.variables = variables
+
+    def vjp(self, g, out, *inputs):
+        if self.variables:
+            input_grads, variable_grads = self.grad_fn(g, variables=list(self.variables))
+            return _as_tuple(input_grads, self.num_inputs, self.function_name) + _as_tuple(
+                variable_grads, len(self.variables), self.function_name)
+        return _as_tuple(self.grad_fn(g), self.num_inputs, self.function_name)
+
+
+def _as_tuple(grads, count, function_name):
+    if not isinstance(grads, (list, tuple)):
+        grads = (grads,)
+    if len(grads) != count:
+        raise ValueError(f"the grad_fn of {function_name} returned {len(grads)} gradients for {count} inputs")
+    return tuple(grads)
+
+
+def custom_gradient(f):
+    """Decorate `f(*tensors) -> (y, grad_fn)` to give `y` the gradient `grad_fn` defines.
+
+    `grad_fn(upstream)` returns one gradient per tensor argument (None allowed). When `f`
+    reads trainable Variables that are not among its arguments, `grad_fn(upstream,
+    variables=[...])` must return `(input_grads, variable_grads)`. The ops inside `f` are
+    not recorded; the gradients `grad_fn` builds from gg ops are, so they differentiate again.
+    """
+    @functools.wraps(f)
+    def wrapper(*args):
+        args = tuple(a if type(a) is Tensor or type(a) is Variable else constant(a) for a in args)
+        collector = GradientTape(watch_accessed_variables=True)
+        outer = _ACTIVE[:]
+        _ACTIVE[:] = [collector]
+        collector._recording = True
+        try:
+            y, grad_fn = f(*args)
+        finally:
+            _ACTIVE[:] = outer
+        if type(y) is not Tensor:
+            y = constant(y)
+        variables = tuple(v for v in collector.watched_variables() if not any(v is a for a in args))
+        if variables and "variables" not in inspect.signature(grad_fn).parameters:
+            raise TypeError(f"{f.__name__} reads the Variables {[v.name for v in variables]}, so its grad_fn "
+                            f"must accept a `variables` keyword argument")
+        result = Tensor(y._data, y._device)
+        if _ACTIVE and y._data.dtype.kind in "fc":
+            _record(_CustomOp(f.__name__, grad_fn, len(args), variables), args + variables, {}, result)
+        return result
+
+    return wrapper
+
+
+from . import ops as _ops  # noqa: E402  (the backward pass is written with gg ops)
+from . import primitives as _prims  # noqa: E402

@@ -1,0 +1,218 @@
+"""Tensor and Variable: an array plus a device string, kept light.
+
+No math here: operators forward to the primitives; arrays come from the backend.
+"""
+import itertools
+
+from . import backend as _backend
+
+
+class _ArrayValue:
+    """Reading API and operators shared by Tensor and Variable (which are not subclasses of
+    each other, as in TensorFlow)."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def size(self):
+        return self._data.size
+
+    @property
+    def device(self):
+        return self._device
+
+    def to(self, device):
+        """A Tensor copy of the value on `device` ("cpu", "cuda", "cuda:N")."""
+        return constant(self, device=device)
+
+    def numpy(self):
+        """A host numpy.ndarray copy of the value."""
+        return _backend.backend_of(self._device).to_host(self._data)
+
+    def __array__(self, dtype=None, copy=None):
+        if self._device != "cpu":
+            raise TypeError(f"a tensor on {self._device} cannot become a numpy array implicitly; call .numpy()")
+        if copy:
+            return self._data.astype(dtype, copy=True) if dtype is not None else self._data.copy()
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
+    def __float__(self):
+        return float(self._data)
+
+    def __int__(self):
+        return int(self._data)
+
+    def __bool__(self):
+        return bool(self._data)
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self._data.shape[0]):
+            yield self[i]
+
+    __hash__ = object.__hash__  # by identity, so tensors can key a dict despite elementwise ==
+
+    def _value_repr(self):
+        return str(_backend.backend_of(self._device).to_host(self._data))
+
+    # Operators forward to gpugrad.ops, imported at the end of this module.
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.subtract(self, other)
+    def __rsub__(self, other): return _ops.subtract(other, self)
+    def __mul__(self, other): return _ops.multiply(self, other)
+    def __rmul__(self, other): return _ops.multiply(other, self)
+    def __truediv__(self, other): return _ops.divide(self, other)
+    def __rtruediv__(self, other): return _ops.divide(other, self)
+    def __pow__(self, other): return _ops.power(self, other)
+    def __rpow__(self, other): return _ops.power(other, self)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __neg__(self): return _ops.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops.abs(self)
+    def __lt__(self, other): return _ops.less(self, other)
+    def __le__(self, other): return _ops.less_equal(self, other)
+    def __gt__(self, other): return _ops.greater(self, other)
+    def __ge__(self, other): return _ops.greater_equal(self, other)
+    def __eq__(self, other): return _ops.equal(self, other)
+    def __ne__(self, other): return _ops.not_equal(self, other)
+    def __getitem__(self, key): return _ops.getitem(self, key)
+
+
+class Tensor(_ArrayValue):
+    """An immutable array on a device. Create with `gg.constant`; ops return Tensors.
+
+    `_node` is the record of the op that produced it, set only when a tape recorded it.
+    """
+
+    __slots__ = ("_data", "_device", "_node", "__weakref__")
+
+    def __init__(self, data, device):
+        self._data = data
+        self._device = device
+        self._node = None
+
+    def __repr__(self):
+        return (f"<gg.Tensor shape={self.shape} dtype={self.dtype} device={self._device} "
+                f"numpy={self._value_repr()}>")
+
+
+_variable_counter = itertools.count()
+
+
+class Variable(_ArrayValue):
+    """A mutable, named holder of a value (TensorFlow's tf.Variable).
+
+    Usable wherever a Tensor is; `isinstance(v, gg.Tensor)` is False, as in TensorFlow.
+    Assignments update the same device buffer in place, are never recorded on a tape, and
+    bump `_version`, so a gradient that would need the overwritten value raises instead.
+    """
+
+    __slots__ = ("_data", "_device", "_version", "trainable", "name", "__weakref__")
+    _node = None  # a Variable is always a leaf of the recorded history
+
+    def __init__(self, initial_value, dtype=None, trainable=True, name=None, device=None):
+        data, dev = _to_array(initial_value, dtype, device)
+        self._data = data
+        self._device = dev
+        self._version = 0
+        self.trainable = bool(trainable)
+        number = next(_variable_counter)
+        self.name = name if name is not None else ("Variable" if number == 0 else f"Variable_{number}")
+
+    def __repr__(self):
+        return (f"<gg.Variable '{self.name}' shape={self.shape} dtype={self.dtype} "
+                f"device={self._device} numpy={self._value_repr()}>")
+
+    def value(self):
+        """A Tensor snapshot of the current value (recorded as a read, so gradients flow)."""
+        return _ops.identity(self)
+
+    def _new_value(self, value, what):
+        if type(value) is Tensor or type(value) is Variable:
+            if value._device != self._device:
+                raise ValueError(f"{what}: value is on {value._device} but Variable '{self.name}' is on "
+                                 f"{self._device}")
+            data = value._data
+        else:
+            data, _ = _to_array(value, None, self._device)
+        if data.shape != self._data.shape:
+            raise ValueError(f"{what}: value of shape {data.shape} does not match Variable '{self.name}' "
+                             f"of shape {self._data.shape}")
+        return data
+
+    def assign(self, value):
+        """Overwrite the value in place; returns the Variable."""
+        self._data[...] = self._new_value(value, "assign")
+        self._version += 1
+        return self
+
+    def assign_add(self, delta):
+        """Add `delta` in place; returns the Variable."""
+        self._data += self._new_value(delta, "assign_add")
+        self._version += 1
+        return self
+
+    def assign_sub(self, delta):
+        """Subtract `delta` in place; returns the Variable."""
+        self._data -= self._new_value(delta, "assign_sub")
+        self._version += 1
+        return self
+
+
+def _to_array(value, dtype, device):
+    """(array, device) for constant/Variable construction: copies, infers dtypes as TF does."""
+    dtype = _backend.as_dtype(dtype)
+    if type(value) is Tensor or type(value) is Variable:
+        target = value._device if device is None else _backend.canonical_device(device)
+        if target != value._device:
+            data = _backend.backend_of(target).asarray(value.numpy(), dtype)
+        else:
+            data = value._data.astype(dtype if dtype is not None else value._data.dtype, copy=True)
+        return data, target
+    target = _backend.default_device() if device is None else _backend.canonical_device(device)
+    return _backend.backend_of(target).asarray(value, dtype), target
+
+
+def constant(value, dtype=None, device=None):
+    """A Tensor from a Python number, nested list, NumPy/CuPy array or Tensor (always a copy).
+
+    Dtype inference follows TensorFlow: Python float -> float32, int -> int32 (int64 when
+    the value does not fit in int32), bool -> bool; arrays keep their dtype.
+    """
+    data, dev = _to_array(value, dtype, device)
+    return Tensor(data, dev)
+
+
+def from_dlpack(obj):
+    """A Tensor sharing memory with a DLPack producer (NumPy, PyTorch, JAX, CuPy arrays)."""
+    device = _backend.device_of_dlpack(obj)
+    return Tensor(_backend.from_dlpack_array(obj), device)
+
+
+from . import ops as _ops  # noqa: E402  (operators need the ops; ops need Tensor)
