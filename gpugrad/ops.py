@@ -227,7 +227,9 @@ def ones(shape, dtype=_backend.float32, device=None):
 def ones_like(input, dtype=None):
     """Ones of `input`'s shape, dtype (unless given) and device."""
     x = _tensor(input)
-    return Tensor(_backend.xp_of(x._data).ones_like(x._data, dtype=_backend.as_dtype(dtype)), x._device)
+    if dtype is None:
+        return _p.ones_like(x)
+    return Tensor(_backend.xp_of(x._data).ones(x.shape, dtype=_backend.as_dtype(dtype)), x._device)
 
 
 def fill(dims, value, dtype=None, device=None):

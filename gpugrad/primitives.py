@@ -4,6 +4,7 @@ Forwards get their array module from their inputs (`xp_of`), so the same code ru
 every backend. VJPs use gg ops only, so tapes recording a backward pass differentiate it
 again. Each VJP states its math in one line.
 """
+import functools
 import math
 
 from .backend import xp_of
@@ -231,8 +232,7 @@ def tanh_backward_vjp(g, out, dy, y):  # d[dy (1-y^2)] = (1-y^2) d(dy) - 2 dy y 
 
 @primitive
 def sigmoid(x):
-    xp = xp_of(x)
-    return xp.exp(-xp.logaddexp(0, -x))  # 1 / (1 + e^-x) without overflow for large |x|
+    return 0.5 * xp_of(x).tanh(0.5 * x) + 0.5  # = 1 / (1 + e^-x), without overflow for large |x|
 
 
 @sigmoid.defvjp
@@ -384,32 +384,48 @@ def greater_equal(x, y):
 # Reductions: `axis` is None or a tuple of non-negative ints (ops.py normalizes it)
 
 def _keep(g, x, axis, keepdims):
-    """g reshaped to the keepdims shape of a reduction of x over `axis`."""
-    if keepdims:
+    """g reshaped so that it broadcasts against x like the keepdims result of reducing x
+    over `axis` (no op when the reduced axes are leading ones)."""
+    if keepdims or axis is None or axis == tuple(range(len(axis))):
         return g
-    shape = tuple(1 if axis is None or i in axis else s for i, s in enumerate(x.shape))
-    return reshape(g, shape=shape)
+    return reshape(g, shape=tuple(1 if i in axis else s for i, s in enumerate(x.shape)))
+
+
+def _expand(g, x):
+    """g broadcast to x's shape (no op when it has it already)."""
+    return g if g.shape == x.shape else broadcast_to(g, shape=x.shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(xp, shape, dtype):
+    return xp.ones(shape, dtype=dtype)
 
 
 @primitive(linear=True)
 def reduce_sum(x, *, axis, keepdims):
+    if axis == (0,) and x.ndim == 2 and x.dtype.kind == "f":
+        # Summing a batch of rows through BLAS is several times faster than a strided reduce.
+        return _ones(xp_of(x), (1, x.shape[0]) if keepdims else (x.shape[0],), x.dtype).dot(x)
     return x.sum(axis=axis, keepdims=keepdims)
 
 
 @reduce_sum.defvjp
 def reduce_sum_vjp(g, out, x, *, axis, keepdims):  # every summand gets g
-    return (broadcast_to(_keep(g, x, axis, keepdims), shape=x.shape),)
+    return (_expand(_keep(g, x, axis, keepdims), x),)
+
+
+def _count(shape, axis):
+    return math.prod(shape if axis is None else (shape[a] for a in axis))
 
 
 @primitive(linear=True)
 def reduce_mean(x, *, axis, keepdims):
-    return x.mean(axis=axis, keepdims=keepdims)
+    return reduce_sum.forward(x, axis=axis, keepdims=keepdims) / _count(x.shape, axis)
 
 
 @reduce_mean.defvjp
 def reduce_mean_vjp(g, out, x, *, axis, keepdims):  # every element gets g / count
-    count = x.size // max(out.size, 1)
-    return (broadcast_to(_keep(g, x, axis, keepdims), shape=x.shape) / count,)
+    return (_expand(_keep(g, x, axis, keepdims) / _count(x.shape, axis), x),)
 
 
 def _extremum_vjp(g, out, x, axis, keepdims):  # g shared equally by the elements equal to the extremum
@@ -456,7 +472,9 @@ def reduce_prod_vjp(g, out, x, *, axis, keepdims):  # d prod = prod of the other
 
 @primitive(linear=True)
 def broadcast_to(x, *, shape):
-    return xp_of(x).broadcast_to(x, shape)
+    out = xp_of(x).empty(shape, dtype=x.dtype)  # a writable copy: cheaper than a broadcast view on the CPU
+    out[...] = x
+    return out
 
 
 @broadcast_to.defvjp
@@ -579,29 +597,47 @@ def getitem_backward_vjp(g, out, dy, *, key, shape):
 # ---------------------------------------------------------------------------------------
 # Linear algebra
 
+def _matrix_transpose(a):
+    return a.swapaxes(-1, -2)
+
+
 @primitive
-def matmul(x, y):
+def matmul(x, y, *, transpose_a=False, transpose_b=False):
+    if transpose_a:
+        x = _matrix_transpose(x)
+    if transpose_b:
+        y = _matrix_transpose(y)
+    if x.ndim == 2 and y.ndim == 2:
+        return x.dot(y)  # much faster than matmul when the inner dimension is 1; names both shapes on error
     if x.ndim < 2 or y.ndim < 2:
         raise ValueError(f"matmul needs inputs of rank 2 or more, got shapes {x.shape} and {y.shape}")
     if x.shape[-1] != y.shape[-2]:
-        raise ValueError(f"matmul cannot multiply shapes {x.shape} and {y.shape}: "
-                         f"{x.shape[-1]} != {y.shape[-2]}")
-    if x.ndim == 2 and y.ndim == 2:
-        return x.dot(y)  # much faster than matmul when the inner dimension is 1
+        raise ValueError(f"matmul cannot multiply shapes {x.shape} and {y.shape}: inner dimensions "
+                         f"{x.shape[-1]} and {y.shape[-2]} differ")
     return xp_of(x).matmul(x, y)
 
 
-def _swap_last(x):
-    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return transpose(x, perm=perm)
-
-
 @matmul.defvjp
-def matmul_vjp(g, out, x, y):  # d(xy) = dx y + x dy; batch axes are summed by the tape
-    return (matmul(g, _swap_last(y)) if _needs_grad(x) else None,
-            matmul(_swap_last(x), g) if _needs_grad(y) else None)
+def matmul_vjp(g, out, x, y, *, transpose_a=False, transpose_b=False):  # d(ab) = da b + a db, a = x or x^T, b = y or y^T
+    gx = gy = None
+    if _needs_grad(x):
+        if transpose_a:
+            gx = matmul(y, g, transpose_a=transpose_b, transpose_b=True)
+        else:
+            gx = matmul(g, y, transpose_b=not transpose_b)
+    if _needs_grad(y):
+        if transpose_b:
+            gy = matmul(g, x, transpose_a=True, transpose_b=transpose_a)
+        else:
+            gy = matmul(x, g, transpose_a=not transpose_a)
+    return gx, gy  # batch axes that broadcasting added are summed by the tape
 
 
 def zeros_like(x):
     """Zeros of x's shape and dtype on x's device (a constant: nothing to record)."""
-    return Tensor(xp_of(x._data).zeros_like(x._data), x._device)
+    return Tensor(xp_of(x._data).zeros(x._data.shape, dtype=x._data.dtype), x._device)
+
+
+def ones_like(x):
+    """Ones of x's shape and dtype on x's device (a constant: nothing to record)."""
+    return Tensor(xp_of(x._data).ones(x._data.shape, dtype=x._data.dtype), x._device)

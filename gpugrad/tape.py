@@ -43,7 +43,48 @@ class Primitive:
         return vjp
 
     def __call__(self, *args, **params):
-        return _apply(self, args, params)
+        # Inline fast paths for one or two inputs (Tensors, Variables, weak Python scalars on
+        # one side); every other call, and every error, goes through _apply.
+        nargs = len(args)
+        if nargs == 2:
+            x, y = args
+            kx, ky = type(x), type(y)
+            if kx is Tensor or kx is Variable:
+                device = x._device
+                if ky is Tensor or ky is Variable:
+                    if y._device != device:
+                        return _apply(self, args, params)
+                    dy = y._data
+                elif ky is float or ky is int:
+                    dy = y
+                else:
+                    return _apply(self, args, params)
+                dx = x._data
+            elif (kx is float or kx is int) and (ky is Tensor or ky is Variable):
+                dx, dy, device = x, y._data, y._device
+            else:
+                return _apply(self, args, params)
+            try:
+                out = self.forward(dx, dy, **params) if params else self.forward(dx, dy)
+            except (ValueError, TypeError, IndexError) as error:
+                _reraise(self, args, error)
+            if (kx is Variable or ky is Variable) and (out.base is not None or out is dx or out is dy):
+                out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+        elif nargs == 1 and (type(args[0]) is Tensor or type(args[0]) is Variable):
+            x = args[0]
+            device = x._device
+            try:
+                out = self.forward(x._data, **params) if params else self.forward(x._data)
+            except (ValueError, TypeError, IndexError) as error:
+                _reraise(self, args, error)
+            if type(x) is Variable and (out.base is not None or out is x._data):
+                out = out.copy()
+        else:
+            return _apply(self, args, params)
+        result = Tensor(out, device)
+        if _ACTIVE and self.differentiable and out.dtype.kind in "fc":
+            _record(self, args, params, result)
+        return result
 
     def __repr__(self):
         return f"<gg.primitive {self.name}>"
@@ -96,11 +137,16 @@ def _shapes(args):
     return ", ".join(str(a.shape) if type(a) is Tensor or type(a) is Variable else repr(a) for a in args)
 
 
+def _reraise(prim, args, error):
+    kind = ValueError if isinstance(error, ValueError) else type(error)
+    raise kind(f"{prim.name}: {error} (input shapes: {_shapes(args)})") from None
+
+
 def _apply(prim, args, params):
+    """The general path of a primitive call: any number of inputs, conversion of lists,
+    arrays and lone Python scalars to tensors, device checks."""
     device = None
-    has_variable = False
     convert = False
-    data = []
     for a in args:
         kind = type(a)
         if kind is Tensor or kind is Variable:
@@ -109,27 +155,20 @@ def _apply(prim, args, params):
             elif a._device != device:
                 raise ValueError(f"{prim.name}: inputs are on different devices, {device} and {a._device}; "
                                  f"move one with .to(...) first")
-            if kind is Variable:
-                has_variable = True
-            data.append(a._data)
-        elif kind is float or kind is int or kind is bool:
-            data.append(a)  # weak Python scalar: NumPy 2 promotion keeps the tensor's dtype
-        else:
+        elif kind is not float and kind is not int and kind is not bool:
             convert = True
-            data.append(None)
     if convert or device is None:
         args = tuple(a if type(a) is Tensor or type(a) is Variable
                      or (device is not None and type(a) in (float, int, bool))
                      else constant(a, device=device) for a in args)
         if device is None:
             device = args[0]._device if args else None
-        data = [a._data if type(a) is Tensor or type(a) is Variable else a for a in args]
+    data = [a._data if type(a) is Tensor or type(a) is Variable else a for a in args]
     try:
         out = prim.forward(*data, **params)
     except (ValueError, TypeError, IndexError) as error:
-        kind = ValueError if isinstance(error, ValueError) else type(error)
-        raise kind(f"{prim.name}: {error} (input shapes: {_shapes(args)})") from None
-    if has_variable and (out.base is not None or any(out is d for d in data)):
+        _reraise(prim, args, error)
+    if any(type(a) is Variable for a in args) and (out.base is not None or any(out is d for d in data)):
         out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
     result = Tensor(out, device)
     if _ACTIVE and prim.differentiable and out.dtype.kind in "fc":
@@ -148,18 +187,21 @@ def _record(prim, inputs, params, result):
             if kind is Tensor:
                 if not hit:
                     node = a._node
-                    hit = (node is not None and tape_id in node.tapes) or id(a) in watched
+                    hit = (node is not None and tape_id in node.tapes) or a in watched
             elif kind is Variable:
-                if id(a) in watched:
+                if a in watched:
                     hit = True
                 elif tape._watch_accessed and a.trainable:
-                    watched[id(a)] = a
+                    watched[a] = None
                     hit = True
         if hit:
             tapes += (tape_id,)
     if tapes:
-        versions = None if prim.linear else tuple(
-            (a, a._version) for a in inputs if type(a) is Variable) or None
+        versions = None
+        if not prim.linear:
+            for a in inputs:
+                if type(a) is Variable:
+                    versions = ((a, a._version),) if versions is None else versions + ((a, a._version),)
         result._node = Node(prim, inputs, params, tapes, versions)
 
 
@@ -196,81 +238,82 @@ def _reduction_plan(gshape, xshape, prim):
     return tuple(range(lead)) + tuple(lead + i for i, s in enumerate(xshape) if s == 1 and gshape[lead + i] != 1)
 
 
-def _history(targets, tape_id, source_ids, stop_ids):
-    """Recorded tensors reachable from `targets` that lead to a source, in topological order
-    (inputs first), and {id: leads to a source}. Follows nodes recorded by `tape_id` (any
-    tape when None); tensors in `stop_ids` count as leaves."""
+# Tensors and Variables hash by identity, so the walk keys its dicts and sets by the objects.
+
+def _history(roots, tape_id, sources, stops):
+    """Recorded tensors reachable from `roots` that lead to a source, in topological order
+    (inputs first), and {tensor: leads to a source}. Follows nodes recorded by `tape_id`
+    (any tape when None); tensors in `stops` count as leaves."""
     order = []
-    state = {}  # id -> None while its inputs are being visited, then whether it leads to a source
-    stack = list(targets)
+    state = {}  # None while a tensor's inputs are being visited, then whether it leads to a source
+    stack = list(roots)
     while stack:
         t = stack[-1]
-        key = id(t)
-        if key not in state:
-            state[key] = None
+        if t not in state:
+            state[t] = None
             for a in t._node.inputs:
-                if type(a) is Tensor and id(a) not in state and _expands(a, tape_id, stop_ids):
-                    stack.append(a)
+                if type(a) is Tensor and a not in state:
+                    node = a._node
+                    if node is not None and (tape_id is None or tape_id in node.tapes) and a not in stops:
+                        stack.append(a)
             continue
         stack.pop()
-        if state[key] is not None:  # a second copy of a tensor reached through two paths
+        if state[t] is not None:  # a second copy of a tensor reached through two paths
             continue
-        reaches = key in source_ids
+        reaches = t in sources
         if not reaches:
             for a in t._node.inputs:
-                if id(a) in source_ids or state.get(id(a)):
+                kind = type(a)
+                if (kind is Tensor or kind is Variable) and (a in sources or state.get(a)):
                     reaches = True
                     break
-        state[key] = reaches
+        state[t] = reaches
         if reaches:
             order.append(t)
     return order, state
 
 
-def _expands(t, tape_id, stop_ids):
-    node = t._node
-    return node is not None and (tape_id is None or tape_id in node.tapes) and id(t) not in stop_ids
-
-
-def _backward(targets, seeds, sources, tape_id, stop_ids=frozenset()):
-    """Gradients of sum(seed * target) for each source (None where unconnected)."""
-    source_ids = {id(s) for s in sources}
+def _backward(targets, seeds, sources, tape_id, stops=frozenset()):
+    """{source: gradient of sum(seed * target)} for the sources connected to a target."""
+    sources = set(sources)
     grads = {}
     for t, seed in zip(targets, seeds):
         if seed is not None:
-            key = id(t)
-            grads[key] = seed if key not in grads else _prims.add(grads[key], seed)
-    roots = [t for t in targets if _expands(t, tape_id, stop_ids)]
-    order, reachable = _history(roots, tape_id, source_ids, stop_ids)
+            grads[t] = seed if t not in grads else _prims.add(grads[t], seed)
+    roots = [t for t in targets if type(t) is Tensor and t._node is not None and t not in stops
+             and (tape_id is None or tape_id in t._node.tapes)]
+    order, reachable = _history(roots, tape_id, sources, stops)
     for t in reversed(order):
-        key = id(t)
-        g = grads.get(key) if key in source_ids else grads.pop(key, None)
+        g = grads.get(t) if t in sources else grads.pop(t, None)
         if g is None:
             continue
         node = t._node
-        prim = node.prim
-        if prim.vjp is None:
-            raise LookupError(f"primitive {prim.name!r} has no VJP registered (use {prim.name}.defvjp)")
+        vjp = node.prim.vjp
+        if vjp is None:
+            raise LookupError(f"primitive {node.prim.name!r} has no VJP registered (use {node.prim.name}.defvjp)")
         if node.versions is not None:
             for variable, version in node.versions:
                 if variable._version != version:
                     raise RuntimeError(
-                        f"Variable '{variable.name}' was assigned after {prim.name} read it, and its "
+                        f"Variable '{variable.name}' was assigned after {node.prim.name} read it, and its "
                         f"gradient needs the old value; compute gradients before assigning")
-        input_grads = prim.vjp(g, t, *node.inputs, **node.params)
+        input_grads = vjp(g, t, *node.inputs, **node.params) if node.params else vjp(g, t, *node.inputs)
         for x, gx in zip(node.inputs, input_grads):
             if gx is None:
                 continue
             kind = type(x)
             if kind is not Tensor and kind is not Variable:
                 continue
-            x_key = id(x)
-            if not (x_key in source_ids or reachable.get(x_key)) or x._data.dtype.kind not in "fc":
+            if x not in sources and not reachable.get(x):
                 continue
-            gx = _unbroadcast(gx, x, prim)
-            previous = grads.get(x_key)
-            grads[x_key] = gx if previous is None else _prims.add(previous, gx)
-    return [grads.get(id(s)) for s in sources]
+            x_data = x._data
+            if x_data.dtype.kind not in "fc":
+                continue
+            if type(gx) is not Tensor or gx._data.shape != x_data.shape or gx._data.dtype != x_data.dtype:
+                gx = _unbroadcast(gx, x, node.prim)
+            previous = grads.get(x)
+            grads[x] = gx if previous is None else _prims.add(previous, gx)
+    return grads
 
 
 # ---------------------------------------------------------------------------------------
@@ -280,7 +323,13 @@ def _flatten(structure, what):
     if type(structure) is Tensor or type(structure) is Variable:
         return [structure]
     if isinstance(structure, (list, tuple)):
-        return [leaf for item in structure for leaf in _flatten(item, what)]
+        leaves = []
+        for item in structure:
+            if type(item) is Tensor or type(item) is Variable:
+                leaves.append(item)
+            else:
+                leaves.extend(_flatten(item, what))
+        return leaves
     if isinstance(structure, dict):
         return [leaf for key in structure for leaf in _flatten(structure[key], what)]
     raise TypeError(f"{what} must be Tensors or Variables (or nested lists, tuples, dicts of them), "
@@ -290,6 +339,8 @@ def _flatten(structure, what):
 def _unflatten(structure, leaves):
     if type(structure) is Tensor or type(structure) is Variable:
         return next(leaves)
+    if type(structure) is list and all(type(s) is Tensor or type(s) is Variable for s in structure):
+        return [next(leaves) for _ in structure]
     if isinstance(structure, (list, tuple)):
         return type(structure)(_unflatten(item, leaves) for item in structure)
     return {key: _unflatten(structure[key], leaves) for key in structure}
@@ -303,6 +354,8 @@ class UnconnectedGradients(str, enum.Enum):
 
 
 def _unconnected_mode(value):
+    if value is UnconnectedGradients.NONE or value == "none":
+        return UnconnectedGradients.NONE
     try:
         return UnconnectedGradients(value)
     except ValueError:
@@ -318,7 +371,7 @@ def _fill_unconnected(gradients, sources, mode):
 def _seeds(targets, target_structure, weights, what):
     """One seed cotangent per target: ones, or the weights given in the targets' structure."""
     if weights is None:
-        return [_ops.ones_like(t) if t._data.dtype.kind in "fc" else None for t in targets]
+        return [_prims.ones_like(t) if t._data.dtype.kind in "fc" else None for t in targets]
     seeds = []
     for t, w in zip(targets, _flatten_like(target_structure, weights, what)):
         if type(w) is not Tensor and type(w) is not Variable:
@@ -385,11 +438,11 @@ class GradientTape:
     def watch(self, tensor):
         """Watch a Tensor, a Variable, or a nested list/tuple of them."""
         for t in _flatten(tensor, "tape.watch arguments"):
-            self._watched[id(t)] = t
+            self._watched[t] = None
 
     def watched_variables(self):
         """The Variables this tape watches, in first-access order."""
-        return tuple(v for v in self._watched.values() if type(v) is Variable)
+        return tuple(v for v in self._watched if type(v) is Variable)
 
     def stop_recording(self):
         """A context in which this tape records nothing."""
@@ -402,7 +455,7 @@ class GradientTape:
         self._used = False
 
     def _tracks(self, source):
-        return id(source) in self._watched or (
+        return source in self._watched or (
             type(source) is Tensor and source._node is not None and self._id in source._node.tapes)
 
     def _consume(self):
@@ -437,10 +490,10 @@ class GradientTape:
             self._release()
 
     def _gradient(self, targets, seeds, sources):
-        tracked = [s for s in sources if self._tracks(s)]
-        found = _backward(targets, seeds, tracked, self._id)
-        by_id = {id(s): g for s, g in zip(tracked, found)}
-        return [by_id.get(id(s)) if s._data.dtype.kind in "fc" else None for s in sources]
+        tracked = [s for s in sources if self._tracks(s) and s._data.dtype.kind in "fc"]
+        grads = _backward(targets, seeds, tracked, self._id)
+        tracked = set(tracked)
+        return [grads.get(s) if s in tracked else None for s in sources]
 
     def jacobian(self, target, sources, unconnected_gradients="none"):
         """The full Jacobian: for each source, a tensor of shape target.shape + source.shape."""
@@ -546,10 +599,10 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="
     mode = _unconnected_mode(unconnected_gradients)
     targets = _flatten(ys, "gradients ys")
     sources = _flatten(xs, "gradients xs")
-    stops = frozenset(id(t) for t in _flatten(stop_gradients, "stop_gradients")) if stop_gradients else frozenset()
+    stops = frozenset(_flatten(stop_gradients, "stop_gradients")) if stop_gradients else frozenset()
     seeds = _seeds(targets, ys, grad_ys, "grad_ys")
-    found = _backward(targets, seeds, sources, None, stops)
-    found = [g if s._data.dtype.kind in "fc" else None for g, s in zip(found, sources)]
+    grads = _backward(targets, seeds, sources, None, stops)
+    found = [grads.get(s) if s._data.dtype.kind in "fc" else None for s in sources]
     return _fill_unconnected(found, sources, mode)
 
 
