@@ -130,6 +130,13 @@ def xp_of(array):
     raise TypeError(f"no gpugrad backend holds arrays of type {type(array).__name__}")
 
 
+def host_array(array, dtype, copy):
+    """A numpy.ndarray for a cpu tensor's data (0-d results of ufuncs are numpy scalars)."""
+    if copy:
+        return numpy.array(array, dtype=dtype, copy=True)
+    return numpy.asarray(array, dtype=dtype)
+
+
 def _cuda_unavailable_reason():
     """Why "cuda" cannot be used here, in words, or None if it can."""
     try:

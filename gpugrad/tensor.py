@@ -44,15 +44,14 @@ class _ArrayValue:
     def __array__(self, dtype=None, copy=None):
         if self._device != "cpu":
             raise TypeError(f"a tensor on {self._device} cannot become a numpy array implicitly; call .numpy()")
-        if copy:
-            return self._data.astype(dtype, copy=True) if dtype is not None else self._data.copy()
-        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+        return _backend.host_array(self._data, dtype, copy)
 
     def __dlpack__(self, *args, **kwargs):
-        return self._data.__dlpack__(*args, **kwargs)
+        return _backend.host_array(self._data, None, None).__dlpack__(*args, **kwargs) \
+            if self._device == "cpu" else self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self._data.__dlpack_device__()
+        return (1, 0) if self._device == "cpu" else self._data.__dlpack_device__()
 
     def __float__(self):
         return float(self._data)
