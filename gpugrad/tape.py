@@ -365,7 +365,8 @@ def _unconnected_mode(value):
 def _fill_unconnected(gradients, sources, mode):
     if mode is UnconnectedGradients.NONE:
         return gradients
-    return [_ops.zeros_like(s) if g is None else g for g, s in zip(gradients, sources)]
+    return [_ops.zeros(s.shape, dtype=s.dtype, device=s.device) if g is None else g
+            for g, s in zip(gradients, sources)]
 
 
 def _seeds(targets, target_structure, weights, what):
@@ -411,6 +412,7 @@ class GradientTape:
         self._watched = {}
         self._recording = False
         self._in_context = False
+        self._paused = False
         self._used = False
 
     def __enter__(self):
@@ -449,10 +451,13 @@ class GradientTape:
         return _Pause(self)
 
     def reset(self):
-        """Forget everything recorded and watched so far; recording goes on if in context."""
+        """Forget everything recorded and watched so far, as if the context were exited and
+        entered again: inside it (and outside stop_recording) the tape records again."""
         self._id = next(_tape_ids)
         self._watched = {}
         self._used = False
+        if self._in_context and not self._paused:
+            self._start()
 
     def _tracks(self, source):
         return source in self._watched or (
@@ -479,10 +484,10 @@ class GradientTape:
         integer sources get None, or zeros with `unconnected_gradients="zero"`.
         """
         mode = _unconnected_mode(unconnected_gradients)
+        targets = _flatten(target, "gradient targets")
+        flat_sources = _flatten(sources, "gradient sources")
         self._consume()
         try:
-            targets = _flatten(target, "gradient targets")
-            flat_sources = _flatten(sources, "gradient sources")
             seeds = _seeds(targets, target, output_gradients, "output_gradients")
             grads = self._gradient(targets, seeds, flat_sources)
             return _unflatten(sources, iter(_fill_unconnected(grads, flat_sources, mode)))
@@ -576,10 +581,12 @@ class _Pause:
 
     def __enter__(self):
         self._was_recording = self._tape._recording
+        self._tape._paused = True
         self._tape._stop()
         return self._tape
 
     def __exit__(self, *exc_info):
+        self._tape._paused = False
         if self._was_recording:
             self._tape._start()
         return False

@@ -53,11 +53,16 @@ class _ArrayValue:
     def __dlpack_device__(self):
         return (1, 0) if self._device == "cpu" else self._data.__dlpack_device__()
 
+    def _item(self, what):
+        if self._data.size != 1:
+            raise TypeError(f"{what}() needs a tensor of one element, got shape {self._data.shape}")
+        return self._data.item()
+
     def __float__(self):
-        return float(self._data)
+        return float(self._item("float"))
 
     def __int__(self):
-        return int(self._data)
+        return int(self._item("int"))
 
     def __bool__(self):
         return bool(self._data)
