@@ -80,13 +80,15 @@ def where(condition, x, y):
 
 
 def reduce_sum(input_tensor, axis=None, keepdims=False):
-    """Sum over `axis` (int, tuple or None for all)."""
+    """Sum over `axis` (int, tuple or None for all). Integer tensors keep their dtype, as in
+    TensorFlow (NumPy would widen int32 to int64)."""
     x = _tensor(input_tensor)
     return _p.reduce_sum(x, axis=_axes(axis, x, "reduce_sum"), keepdims=bool(keepdims))
 
 
 def reduce_mean(input_tensor, axis=None, keepdims=False):
-    """Mean over `axis` (int, tuple or None for all)."""
+    """Mean over `axis` (int, tuple or None for all). The mean of integers is float64, as in
+    NumPy: TensorFlow's truncating integer mean is a known wart not copied here."""
     x = _tensor(input_tensor)
     return _p.reduce_mean(x, axis=_axes(axis, x, "reduce_mean"), keepdims=bool(keepdims))
 
@@ -104,7 +106,8 @@ def reduce_min(input_tensor, axis=None, keepdims=False):
 
 
 def reduce_prod(input_tensor, axis=None, keepdims=False):
-    """Product over `axis`; the gradient is exact where factors are zero."""
+    """Product over `axis`; the gradient is exact where factors are zero. Integer tensors keep
+    their dtype, as in TensorFlow."""
     x = _tensor(input_tensor)
     return _p.reduce_prod(x, axis=_axes(axis, x, "reduce_prod"), keepdims=bool(keepdims))
 

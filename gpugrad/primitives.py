@@ -406,7 +406,7 @@ def reduce_sum(x, *, axis, keepdims):
     if axis == (0,) and x.ndim == 2 and x.dtype.kind == "f":
         # Summing a batch of rows through BLAS is several times faster than a strided reduce.
         return _ones(xp_of(x), (1, x.shape[0]) if keepdims else (x.shape[0],), x.dtype).dot(x)
-    return x.sum(axis=axis, keepdims=keepdims)
+    return x.sum(axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iu" else None)
 
 
 @reduce_sum.defvjp
@@ -456,17 +456,23 @@ def reduce_min_vjp(g, out, x, *, axis, keepdims):
 
 @primitive
 def reduce_prod(x, *, axis, keepdims):
-    return x.prod(axis=axis, keepdims=keepdims)
+    return x.prod(axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iu" else None)
 
 
 @reduce_prod.defvjp
 def reduce_prod_vjp(g, out, x, *, axis, keepdims):  # d prod = prod of the other factors, zeros included
+    # Zero factors are kept on the recorded path (as a sum that is 0 in value) so that the
+    # second derivative is right where zeros are present.
     is_zero = equal(x, 0)
     nonzero = where(is_zero, 1, x)
     zeros = reduce_sum(cast(is_zero, dtype=x.dtype), axis=axis, keepdims=True)
+    product = reduce_prod(nonzero, axis=axis, keepdims=True)
+    zero_sum = reduce_sum(where(is_zero, x, 0), axis=axis, keepdims=True)
     others_if_no_zero = _keep(out, x, axis, keepdims) / nonzero
-    others_if_one_zero = where(is_zero, reduce_prod(nonzero, axis=axis, keepdims=True), 0)
-    others = where(equal(zeros, 0), others_if_no_zero, where(equal(zeros, 1), others_if_one_zero, 0))
+    others_if_one_zero = where(is_zero, product, zero_sum * product / nonzero)
+    others_if_two_zeros = where(is_zero, (zero_sum - x) * product, 0)
+    others = where(equal(zeros, 0), others_if_no_zero,
+                   where(equal(zeros, 1), others_if_one_zero, where(equal(zeros, 2), others_if_two_zeros, 0)))
     return (_keep(g, x, axis, keepdims) * others,)
 
 
