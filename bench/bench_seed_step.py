@@ -4,7 +4,7 @@ hand-written in NumPy, and PyTorch CPU eager when it is installed.
 
     python bench/bench_seed_step.py [--steps 2000] [--repeats 7]
 
-Prints microseconds per step (median of repeats) and the ratios to two hand-written NumPy
+Prints microseconds per step (best of interleaved rounds) and the ratios to two hand-written NumPy
 steps: as written from the formulas, and tuned with the facts of PERF-NOTES.md.
 The three implementations start from the same weights and are checked to agree first.
 """
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 import gpugrad as gg  # noqa: E402
 
-LR = np.float32(0.1)
+LR = 0.1  # a Python float: NumPy 2 and gpugrad keep float32 arrays float32
 
 
 def make_problem(points, hidden, seed):
@@ -107,28 +107,32 @@ def torch_step_factory(x, y, params):
         grads = torch.autograd.grad(loss, variables)
         with torch.no_grad():
             for v, g in zip(variables, grads):
-                v -= 0.1 * g
+                v -= LR * g
         return loss
 
     return step, lambda: [v.detach().numpy() for v in variables]
 
 
-def time_per_step(step, steps, repeats):
-    for _ in range(min(steps, 200)):
-        step()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+def time_per_step(steps_by_name, steps, repeats):
+    """Microseconds per step for each implementation: rounds interleave the implementations
+    so that machine noise hits them alike; the best round of each is kept."""
+    for step in steps_by_name.values():
+        for _ in range(min(steps, 200)):
             step()
-        samples.append((time.perf_counter() - start) / steps * 1e6)
-    return statistics.median(samples)
+    samples = {name: [] for name in steps_by_name}
+    for _ in range(repeats):
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            samples[name].append((time.perf_counter() - start) / steps * 1e6)
+    return {name: min(values) for name, values in samples.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--points", type=int, default=300)
     parser.add_argument("--hidden", type=int, default=3)
     args = parser.parse_args()
@@ -159,8 +163,8 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"python {platform.python_version()}, numpy {np.__version__}, gpugrad {gg.__version__}, "
           f"torch {torch_version or 'not installed'}")
-    times = {name: time_per_step(factory(x, y, params)[0], args.steps, args.repeats)
-             for name, factory in factories.items()}
+    times = time_per_step({name: factory(x, y, params)[0] for name, factory in factories.items()},
+                          args.steps, args.repeats)
     base = times["numpy (hand-written)"]
     tuned = times["numpy (tuned)"]
     print(f"{'implementation':<22}{'us/step':>10}{'vs numpy':>10}{'vs tuned':>10}")

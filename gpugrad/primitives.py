@@ -398,7 +398,11 @@ def _expand(g, x):
 
 @functools.lru_cache(maxsize=64)
 def _ones(xp, shape, dtype):
-    return xp.ones(shape, dtype=dtype)
+    """A shared array of ones (read-only: nothing may write to it)."""
+    ones = xp.ones(shape, dtype=dtype)
+    if hasattr(ones.flags, "writeable"):
+        ones.flags.writeable = False
+    return ones
 
 
 @primitive(linear=True)
@@ -603,16 +607,12 @@ def getitem_backward_vjp(g, out, dy, *, key, shape):
 # ---------------------------------------------------------------------------------------
 # Linear algebra
 
-def _matrix_transpose(a):
-    return a.swapaxes(-1, -2)
-
-
 @primitive
 def matmul(x, y, *, transpose_a=False, transpose_b=False):
     if transpose_a:
-        x = _matrix_transpose(x)
+        x = x.swapaxes(-1, -2)
     if transpose_b:
-        y = _matrix_transpose(y)
+        y = y.swapaxes(-1, -2)
     if x.ndim == 2 and y.ndim == 2:
         return x.dot(y)  # much faster than matmul when the inner dimension is 1; names both shapes on error
     if x.ndim < 2 or y.ndim < 2:
@@ -645,5 +645,9 @@ def zeros_like(x):
 
 
 def ones_like(x):
-    """Ones of x's shape and dtype on x's device (a constant: nothing to record)."""
-    return Tensor(xp_of(x._data).ones(x._data.shape, dtype=x._data.dtype), x._device)
+    """Ones of x's shape and dtype on x's device (a constant: nothing to record). Small ones
+    are shared from a cache: Tensors never write to their arrays."""
+    data = x._data
+    if data.size <= 4096:
+        return Tensor(_ones(xp_of(data), data.shape, data.dtype), x._device)
+    return Tensor(xp_of(data).ones(data.shape, dtype=data.dtype), x._device)

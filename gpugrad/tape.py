@@ -8,6 +8,7 @@ import enum
 import functools
 import inspect
 import itertools
+import types
 
 from .tensor import Tensor, Variable, constant
 
@@ -85,6 +86,10 @@ class Primitive:
         if _ACTIVE and self.differentiable and out.dtype.kind in "fc":
             _record(self, args, params, result)
         return result
+
+    def __get__(self, instance, owner=None):
+        # Bound like a method where Tensor uses primitives as its operators.
+        return self if instance is None else types.MethodType(self, instance)
 
     def __repr__(self):
         return f"<gg.primitive {self.name}>"
@@ -178,6 +183,7 @@ def _apply(prim, args, params):
 
 def _record(prim, inputs, params, result):
     tapes = ()
+    has_variable = False
     for tape in _ACTIVE:
         tape_id = tape._id
         watched = tape._watched
@@ -189,6 +195,7 @@ def _record(prim, inputs, params, result):
                     node = a._node
                     hit = (node is not None and tape_id in node.tapes) or a in watched
             elif kind is Variable:
+                has_variable = True
                 if a in watched:
                     hit = True
                 elif tape._watch_accessed and a.trainable:
@@ -197,12 +204,8 @@ def _record(prim, inputs, params, result):
         if hit:
             tapes += (tape_id,)
     if tapes:
-        versions = None
-        if not prim.linear:
-            for a in inputs:
-                if type(a) is Variable:
-                    versions = ((a, a._version),) if versions is None else versions + ((a, a._version),)
-        result._node = Node(prim, inputs, params, tapes, versions)
+        result._node = Node(prim, inputs, params, tapes, None if prim.linear or not has_variable else tuple(
+            (a, a._version) for a in inputs if type(a) is Variable))
 
 
 # ---------------------------------------------------------------------------------------

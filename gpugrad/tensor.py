@@ -79,32 +79,18 @@ class _ArrayValue:
             yield self[i]
 
     __hash__ = object.__hash__  # by identity, so tensors can key a dict despite elementwise ==
+    __array_ufunc__ = None  # numpy scalars and arrays defer to our operators: np.float32(2) * t is a Tensor
 
     def _value_repr(self):
         return str(_backend.backend_of(self._device).to_host(self._data))
 
-    # Operators forward to gpugrad.ops, imported at the end of this module.
-    def __add__(self, other): return _ops.add(self, other)
-    def __radd__(self, other): return _ops.add(other, self)
-    def __sub__(self, other): return _ops.subtract(self, other)
+    # Operators: the primitives themselves are bound at the end of this module (one Python
+    # call less per op); the reflected forms of non-commutative ops swap their operands here.
     def __rsub__(self, other): return _ops.subtract(other, self)
-    def __mul__(self, other): return _ops.multiply(self, other)
-    def __rmul__(self, other): return _ops.multiply(other, self)
-    def __truediv__(self, other): return _ops.divide(self, other)
     def __rtruediv__(self, other): return _ops.divide(other, self)
-    def __pow__(self, other): return _ops.power(self, other)
     def __rpow__(self, other): return _ops.power(other, self)
-    def __matmul__(self, other): return _ops.matmul(self, other)
     def __rmatmul__(self, other): return _ops.matmul(other, self)
-    def __neg__(self): return _ops.negative(self)
     def __pos__(self): return self
-    def __abs__(self): return _ops.abs(self)
-    def __lt__(self, other): return _ops.less(self, other)
-    def __le__(self, other): return _ops.less_equal(self, other)
-    def __gt__(self, other): return _ops.greater(self, other)
-    def __ge__(self, other): return _ops.greater_equal(self, other)
-    def __eq__(self, other): return _ops.equal(self, other)
-    def __ne__(self, other): return _ops.not_equal(self, other)
     def __getitem__(self, key): return _ops.getitem(self, key)
 
 
@@ -184,7 +170,10 @@ class Variable(_ArrayValue):
 
     def assign_sub(self, delta):
         """Subtract `delta` in place; returns the Variable."""
-        self._data -= self._new_value(delta, "assign_sub")
+        if type(delta) is Tensor and delta._device == self._device and delta._data.shape == self._data.shape:
+            self._data -= delta._data  # the common case of a gradient step, checked inline
+        else:
+            self._data -= self._new_value(delta, "assign_sub")
         self._version += 1
         return self
 
@@ -220,3 +209,11 @@ def from_dlpack(obj):
 
 
 from . import ops as _ops  # noqa: E402  (operators need the ops; ops need Tensor)
+
+for _name, _op in (("__add__", _ops.add), ("__radd__", _ops.add), ("__mul__", _ops.multiply),
+                   ("__rmul__", _ops.multiply), ("__sub__", _ops.subtract), ("__truediv__", _ops.divide),
+                   ("__pow__", _ops.power), ("__matmul__", _ops.matmul), ("__neg__", _ops.negative),
+                   ("__abs__", _ops.abs), ("__lt__", _ops.less), ("__le__", _ops.less_equal),
+                   ("__gt__", _ops.greater), ("__ge__", _ops.greater_equal), ("__eq__", _ops.equal),
+                   ("__ne__", _ops.not_equal)):
+    setattr(_ArrayValue, _name, _op)  # x + 2.0 and 2.0 + x both give add(x, 2.0): add and multiply commute
