@@ -8,6 +8,7 @@ import functools
 import math
 
 from .backend import xp_of
+from . import tape as _tape
 from .tape import primitive
 from .tensor import Tensor, Variable
 
@@ -18,8 +19,12 @@ def _xp2(x, y):
 
 
 def _needs_grad(a):
-    """Whether a VJP should compute a gradient for input `a` (float Tensors and Variables)."""
-    return (type(a) is Tensor or type(a) is Variable) and a._data.dtype.kind in "fc"
+    """Whether a VJP should compute a gradient for input `a`: float Tensors and Variables,
+    except constants that the backward pass in progress does not ask for."""
+    kind = type(a)
+    if kind is Tensor:
+        return a._data.dtype.kind in "fc" and (a._node is not None or _tape.constant_needed(a))
+    return kind is Variable and a._data.dtype.kind in "fc"
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,7 +152,17 @@ def square(x):
 
 @square.defvjp
 def square_vjp(g, out, x):  # d x^2 = 2x dx
-    return (g * 2 * x,)
+    return (square_backward(g, x),)
+
+
+@primitive
+def square_backward(dy, x):
+    return 2 * dy * x
+
+
+@square_backward.defvjp
+def square_backward_vjp(g, out, dy, x):  # d[2 dy x] = 2x d(dy) + 2 dy dx
+    return square_backward(g, x), square_backward(g, dy)
 
 
 @primitive
@@ -383,12 +398,20 @@ def greater_equal(x, y):
 # ---------------------------------------------------------------------------------------
 # Reductions: `axis` is None or a tuple of non-negative ints (ops.py normalizes it)
 
+_KEPT_SHAPES = {}
+
+
 def _keep(g, x, axis, keepdims):
     """g reshaped so that it broadcasts against x like the keepdims result of reducing x
     over `axis` (no op when the reduced axes are leading ones)."""
-    if keepdims or axis is None or axis == tuple(range(len(axis))):
+    if keepdims or axis is None:
         return g
-    return reshape(g, shape=tuple(1 if i in axis else s for i, s in enumerate(x.shape)))
+    key = (x.shape, axis)
+    shape = _KEPT_SHAPES.get(key)
+    if shape is None:
+        leading = axis == tuple(range(len(axis)))
+        shape = _KEPT_SHAPES[key] = None if leading else tuple(1 if i in axis else s for i, s in enumerate(x.shape))
+    return g if shape is None else reshape(g, shape=shape)
 
 
 def _expand(g, x):

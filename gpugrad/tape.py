@@ -126,9 +126,10 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False):
 
 
 class Node:
-    """One recorded op application: what the backward pass needs, nothing device-specific."""
+    """One recorded op application: what the backward pass needs, nothing device-specific.
+    `seq` grows with every record, so sorting by it puts inputs before their consumers."""
 
-    __slots__ = ("prim", "inputs", "params", "tapes", "versions")
+    __slots__ = ("prim", "inputs", "params", "tapes", "versions", "seq")
 
     def __init__(self, prim, inputs, params, tapes, versions):
         self.prim = prim
@@ -136,6 +137,10 @@ class Node:
         self.params = params
         self.tapes = tapes
         self.versions = versions
+        self.seq = next(_node_seq)
+
+
+_node_seq = itertools.count()
 
 
 def _shapes(args):
@@ -243,42 +248,65 @@ def _reduction_plan(gshape, xshape, prim):
 
 # Tensors and Variables hash by identity, so the walk keys its dicts and sets by the objects.
 
+def _seq(t):
+    return t._node.seq
+
+
 def _history(roots, tape_id, sources, stops):
     """Recorded tensors reachable from `roots` that lead to a source, in topological order
     (inputs first), and {tensor: leads to a source}. Follows nodes recorded by `tape_id`
     (any tape when None); tensors in `stops` count as leaves."""
-    order = []
-    state = {}  # None while a tensor's inputs are being visited, then whether it leads to a source
+    seen = set(roots)
     stack = list(roots)
+    found = []
     while stack:
-        t = stack[-1]
-        if t not in state:
-            state[t] = None
-            for a in t._node.inputs:
-                if type(a) is Tensor and a not in state:
-                    node = a._node
-                    if node is not None and (tape_id is None or tape_id in node.tapes) and a not in stops:
-                        stack.append(a)
-            continue
-        stack.pop()
-        if state[t] is not None:  # a second copy of a tensor reached through two paths
-            continue
-        reaches = t in sources
-        if not reaches:
-            for a in t._node.inputs:
-                kind = type(a)
-                if (kind is Tensor or kind is Variable) and (a in sources or state.get(a)):
-                    reaches = True
-                    break
-        state[t] = reaches
-        if reaches:
+        t = stack.pop()
+        found.append(t)
+        for a in t._node.inputs:
+            if type(a) is Tensor and a not in seen:
+                node = a._node
+                if node is not None and (tape_id is None or tape_id in node.tapes) and a not in stops:
+                    seen.add(a)
+                    stack.append(a)
+    found.sort(key=_seq)
+    reaches = {}
+    order = []
+    for t in found:
+        if t in sources:
+            reaches[t] = True
             order.append(t)
-    return order, state
+            continue
+        for a in t._node.inputs:
+            kind = type(a)
+            if (kind is Tensor or kind is Variable) and (a in sources or reaches.get(a)):
+                reaches[t] = True
+                order.append(t)
+                break
+    return order, reaches
+
+
+_pass_sources = None  # the sources of the backward pass in progress, read by constant_needed
+
+
+def constant_needed(t):
+    """Whether the backward pass in progress needs the gradient of `t`, a Tensor with no
+    recorded history (a constant): only if it is one of the pass's sources. VJPs use this to
+    skip work nobody asked for, such as the gradient of a network's input batch."""
+    return _pass_sources is None or t in _pass_sources
 
 
 def _backward(targets, seeds, sources, tape_id, stops=frozenset()):
     """{source: gradient of sum(seed * target)} for the sources connected to a target."""
+    global _pass_sources
     sources = set(sources)
+    outer_sources, _pass_sources = _pass_sources, sources
+    try:
+        return _accumulate(targets, seeds, sources, tape_id, stops)
+    finally:
+        _pass_sources = outer_sources
+
+
+def _accumulate(targets, seeds, sources, tape_id, stops):
     grads = {}
     for t, seed in zip(targets, seeds):
         if seed is not None:
@@ -300,19 +328,17 @@ def _backward(targets, seeds, sources, tape_id, stops=frozenset()):
                     raise RuntimeError(
                         f"Variable '{variable.name}' was assigned after {node.prim.name} read it, and its "
                         f"gradient needs the old value; compute gradients before assigning")
-        input_grads = vjp(g, t, *node.inputs, **node.params) if node.params else vjp(g, t, *node.inputs)
-        for x, gx in zip(node.inputs, input_grads):
+        inputs = node.inputs
+        input_grads = vjp(g, t, *inputs, **node.params) if node.params else vjp(g, t, *inputs)
+        for x, gx in zip(inputs, input_grads):
             if gx is None:
                 continue
             kind = type(x)
-            if kind is not Tensor and kind is not Variable:
-                continue
-            if x not in sources and not reachable.get(x):
+            # Sources and recorded tensors are all of float dtype: nothing else is followed.
+            if (kind is not Tensor and kind is not Variable) or (x not in sources and not reachable.get(x)):
                 continue
             x_data = x._data
-            if x_data.dtype.kind not in "fc":
-                continue
-            if type(gx) is not Tensor or gx._data.shape != x_data.shape or gx._data.dtype != x_data.dtype:
+            if type(gx) is not Tensor or gx._data.shape != x_data.shape or gx._data.dtype is not x_data.dtype:
                 gx = _unbroadcast(gx, x, node.prim)
             previous = grads.get(x)
             grads[x] = gx if previous is None else _prims.add(previous, gx)

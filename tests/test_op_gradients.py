@@ -186,6 +186,7 @@ CASES = {
                  tol=_cast_tol),
     "sigmoid_backward": Case(P.sigmoid_backward, ANY, ANY),
     "tanh_backward": Case(P.tanh_backward, ANY, ANY),
+    "square_backward": Case(P.square_backward, ANY, ANY),
     "relu_backward": Case(P.relu_backward, ANY, OFF0),
     "squared_difference_backward": Case(P.squared_difference_backward, ANY, ANY, ANY),
     "getitem_backward": Case(lambda dy, key, shape: P.getitem_backward(dy, key=key, shape=shape), ANY,
