@@ -401,22 +401,20 @@ def greater_equal(x, y):
 _KEPT_SHAPES = {}
 
 
+def _kept_shape(shape, axis):
+    """The keepdims shape of reducing `shape` over `axis` (a tuple), cached."""
+    kept = _KEPT_SHAPES.get((shape, axis))
+    if kept is None:
+        kept = _KEPT_SHAPES[(shape, axis)] = tuple(1 if i in axis else s for i, s in enumerate(shape))
+    return kept
+
+
 def _keep(g, x, axis, keepdims):
     """g reshaped so that it broadcasts against x like the keepdims result of reducing x
-    over `axis` (no op when the reduced axes are leading ones)."""
+    over `axis`."""
     if keepdims or axis is None:
         return g
-    key = (x.shape, axis)
-    shape = _KEPT_SHAPES.get(key)
-    if shape is None:
-        leading = axis == tuple(range(len(axis)))
-        shape = _KEPT_SHAPES[key] = None if leading else tuple(1 if i in axis else s for i, s in enumerate(x.shape))
-    return g if shape is None else reshape(g, shape=shape)
-
-
-def _expand(g, x):
-    """g broadcast to x's shape (no op when it has it already)."""
-    return g if g.shape == x.shape else broadcast_to(g, shape=x.shape)
+    return reshape(g, shape=_kept_shape(x.shape, axis))
 
 
 @functools.lru_cache(maxsize=64)
@@ -438,7 +436,28 @@ def reduce_sum(x, *, axis, keepdims):
 
 @reduce_sum.defvjp
 def reduce_sum_vjp(g, out, x, *, axis, keepdims):  # every summand gets g
-    return (_expand(_keep(g, x, axis, keepdims), x),)
+    return (reduce_sum_backward(g, axis=axis, keepdims=keepdims, shape=x.shape),)
+
+
+def _unreduce(dy, axis, keepdims, shape):
+    """dy, the result of reducing an array of `shape` over `axis`, broadcast back to `shape`."""
+    if not keepdims and axis is not None:
+        dy = dy.reshape(_kept_shape(shape, axis))
+    if dy.shape == shape:
+        return dy.reshape(shape)
+    out = xp_of(dy).empty(shape, dtype=dy.dtype)
+    out[...] = dy
+    return out
+
+
+@primitive(linear=True)
+def reduce_sum_backward(dy, *, axis, keepdims, shape):
+    return _unreduce(dy, axis, keepdims, shape)
+
+
+@reduce_sum_backward.defvjp
+def reduce_sum_backward_vjp(g, out, dy, *, axis, keepdims, shape):  # the adjoint of a broadcast is a sum
+    return (reduce_sum(g, axis=axis, keepdims=keepdims),)
 
 
 def _count(shape, axis):
@@ -452,7 +471,17 @@ def reduce_mean(x, *, axis, keepdims):
 
 @reduce_mean.defvjp
 def reduce_mean_vjp(g, out, x, *, axis, keepdims):  # every element gets g / count
-    return (_expand(_keep(g, x, axis, keepdims) / _count(x.shape, axis), x),)
+    return (reduce_mean_backward(g, axis=axis, keepdims=keepdims, shape=x.shape),)
+
+
+@primitive(linear=True)
+def reduce_mean_backward(dy, *, axis, keepdims, shape):
+    return _unreduce(dy / _count(shape, axis), axis, keepdims, shape)
+
+
+@reduce_mean_backward.defvjp
+def reduce_mean_backward_vjp(g, out, dy, *, axis, keepdims, shape):  # the adjoint of spreading g/n is a mean
+    return (reduce_mean(g, axis=axis, keepdims=keepdims),)
 
 
 def _extremum_vjp(g, out, x, axis, keepdims):  # g shared equally by the elements equal to the extremum

@@ -296,9 +296,8 @@ def constant_needed(t):
 
 
 def _backward(targets, seeds, sources, tape_id, stops=frozenset()):
-    """{source: gradient of sum(seed * target)} for the sources connected to a target."""
+    """{source: gradient of sum(seed * target)} for the sources (a set) connected to a target."""
     global _pass_sources
-    sources = set(sources)
     outer_sources, _pass_sources = _pass_sources, sources
     try:
         return _accumulate(targets, seeds, sources, tape_id, stops)
@@ -524,9 +523,8 @@ class GradientTape:
             self._release()
 
     def _gradient(self, targets, seeds, sources):
-        tracked = [s for s in sources if self._tracks(s) and s._data.dtype.kind in "fc"]
+        tracked = {s for s in sources if self._tracks(s) and s._data.dtype.kind in "fc"}
         grads = _backward(targets, seeds, tracked, self._id)
-        tracked = set(tracked)
         return [grads.get(s) if s in tracked else None for s in sources]
 
     def jacobian(self, target, sources, unconnected_gradients="none"):
@@ -637,7 +635,7 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="
     sources = _flatten(xs, "gradients xs")
     stops = frozenset(_flatten(stop_gradients, "stop_gradients")) if stop_gradients else frozenset()
     seeds = _seeds(targets, ys, grad_ys, "grad_ys")
-    grads = _backward(targets, seeds, sources, None, stops)
+    grads = _backward(targets, seeds, set(sources), None, stops)
     found = [grads.get(s) if s._data.dtype.kind in "fc" else None for s in sources]
     return _fill_unconnected(found, sources, mode)
 

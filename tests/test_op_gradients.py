@@ -146,6 +146,18 @@ class Case:
         return functools.partial(self.fn, **params), self.inputs(draw, shapes), tol
 
 
+def unreduce_layout(nonempty):
+    """dy shaped like the result of a reduction of the drawn shape, which becomes `shape`."""
+    def layout(draw, s):
+        [s], params = reduction(nonempty)(draw, s)
+        axis = params["axis"]
+        if axis is not None:  # primitives take the normalized form that gg.reduce_* passes them
+            axis = tuple(sorted(a % len(s) for a in (axis if type(axis) is tuple else (axis,))))
+        reduced = np.empty(s).sum(axis=axis, keepdims=params["keepdims"]).shape
+        return [reduced], dict(axis=axis, keepdims=params["keepdims"], shape=s)
+    return layout
+
+
 def _reduce(op, nonempty, values):
     return Case(op, values, layout=reduction(nonempty), unique=values is DISTINCT)
 
@@ -192,6 +204,8 @@ CASES = {
     "getitem_backward": Case(lambda dy, key, shape: P.getitem_backward(dy, key=key, shape=shape), ANY,
                              layout=getitem_backward_layout),
     "reduce_sum": _reduce(gg.reduce_sum, False, ANY),
+    "reduce_sum_backward": Case(lambda dy, **p: P.reduce_sum_backward(dy, **p), ANY, layout=unreduce_layout(False)),
+    "reduce_mean_backward": Case(lambda dy, **p: P.reduce_mean_backward(dy, **p), ANY, layout=unreduce_layout(True)),
     "reduce_mean": _reduce(gg.reduce_mean, True, ANY),
     "reduce_max": _reduce(gg.reduce_max, True, DISTINCT),
     "reduce_min": _reduce(gg.reduce_min, True, DISTINCT),
