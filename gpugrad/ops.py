@@ -42,16 +42,26 @@ def _axis(axis, ndim, shape, what):
     return axis % ndim
 
 
+_NORMALIZED_AXES = {}
+
+
 def _axes(axis, x, what):
-    """None, or a sorted tuple of distinct non-negative axes."""
+    """None, or a sorted tuple of distinct non-negative axes (cached for int and tuple axes)."""
     if axis is None:
         return None
+    hashable = type(axis) is int or type(axis) is tuple
+    if hashable:
+        axes = _NORMALIZED_AXES.get((axis, x.ndim))
+        if axes is not None:
+            return axes
     if type(axis) is Tensor or type(axis) is Variable:
         axis = axis.numpy().tolist()
     items = axis if isinstance(axis, (list, tuple)) else (axis,)
     axes = tuple(sorted(_axis(a, x.ndim, x.shape, what) for a in items))
     if len(set(axes)) != len(axes):
         raise ValueError(f"{what}: repeated axis in {axis!r}")
+    if hashable:
+        _NORMALIZED_AXES[(axis, x.ndim)] = axes
     return axes
 
 
