@@ -55,12 +55,6 @@ class Backend:
         """A numpy.ndarray copy of `array`."""
         raise NotImplementedError
 
-    def random_normal(self, shape, mean, stddev, dtype, seed):
-        raise NotImplementedError
-
-    def random_uniform(self, shape, minval, maxval, dtype, seed):
-        raise NotImplementedError
-
 
 def _infer_python_value(value):
     """A numpy array for a Python scalar or nested list, with TensorFlow's dtype rules:
@@ -84,9 +78,6 @@ def _infer_python_value(value):
 class NumpyBackend(Backend):
     xp = numpy
 
-    def __init__(self):
-        self._rng = numpy.random.default_rng()
-
     def asarray(self, value, dtype=None):
         if isinstance(value, numpy.ndarray) or isinstance(value, numpy.generic):
             if value.dtype.kind not in "biufc":
@@ -107,20 +98,24 @@ class NumpyBackend(Backend):
     def to_host(self, array):
         return numpy.array(array)
 
-    def seed(self, seed):
-        self._rng = numpy.random.default_rng(seed)
-
-    def _generator(self, seed):
-        return self._rng if seed is None else numpy.random.default_rng(seed)
-
-    def random_normal(self, shape, mean, stddev, dtype, seed):
-        return self._generator(seed).normal(mean, stddev, shape).astype(dtype)
-
-    def random_uniform(self, shape, minval, maxval, dtype, seed):
-        return self._generator(seed).uniform(minval, maxval, shape).astype(dtype)
-
-
 _NUMPY = NumpyBackend()
+
+# Random numbers are drawn on the host from NumPy's generator, whatever the device, so that
+# a seed gives the same values everywhere; the device's backend then copies them over.
+_host_generator = numpy.random.default_rng()
+
+
+def seed_host_generator(seed):
+    """Reseed the generator used by random calls that give no seed."""
+    global _host_generator
+    _host_generator = numpy.random.default_rng(seed)
+
+
+def host_random(distribution, shape, a, b, dtype, seed):
+    """A host array of samples: distribution "normal" (mean a, stddev b) or "uniform" [a, b)."""
+    generator = _host_generator if seed is None else numpy.random.default_rng(seed)
+    sample = generator.normal if distribution == "normal" else generator.uniform
+    return sample(a, b, shape).astype(dtype)
 
 
 def xp_of(array):

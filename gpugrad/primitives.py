@@ -668,9 +668,9 @@ def matmul(x, y, *, transpose_a=False, transpose_b=False):
     if x.ndim == 2 and y.ndim == 2:
         return x.dot(y)  # much faster than matmul when the inner dimension is 1; names both shapes on error
     if x.ndim < 2 or y.ndim < 2:
-        raise ValueError(f"matmul needs inputs of rank 2 or more, got shapes {x.shape} and {y.shape}")
+        raise ValueError(f"inputs need rank 2 or more, got shapes {x.shape} and {y.shape}")
     if x.shape[-1] != y.shape[-2]:
-        raise ValueError(f"matmul cannot multiply shapes {x.shape} and {y.shape}: inner dimensions "
+        raise ValueError(f"cannot multiply shapes {x.shape} and {y.shape}: inner dimensions "
                          f"{x.shape[-1]} and {y.shape[-2]} differ")
     return xp_of(x).matmul(x, y)
 
