@@ -121,6 +121,9 @@ class Variable(_ArrayValue):
     Usable wherever a Tensor is; `isinstance(v, gg.Tensor)` is False, as in TensorFlow.
     Assignments update the same device buffer in place, are never recorded on a tape, and
     bump `_version`, so a gradient that would need the overwritten value raises instead.
+    The check is per recorded op: a non-linear op that read the Variable counts as needing
+    it (`v * 3` too, although its gradient would not read `v`); linear ops (add, reshape,
+    reductions...) never do.
     """
 
     __slots__ = ("_data", "_device", "_version", "trainable", "name", "__weakref__")
