@@ -15,3 +15,22 @@ def test_derivatives_tour_prints_every_seed_value():
     last = run.stdout.strip().splitlines()[-1]
     matched, total = int(last.split()[0]), int(last.split()[2])
     assert matched == total >= 45, last
+
+
+ROOT = EXAMPLES.parent
+
+
+def test_readme_python_examples_run():
+    """Every ```python block of the README runs as written."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_seed_step_benchmark_runs_and_agrees():
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_seed_step.py"), "--steps", "3",
+                          "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "gpugrad" in run.stdout and "vs numpy" in run.stdout
