@@ -245,9 +245,23 @@ def tanh_backward_vjp(g, out, dy, y):  # d[dy (1-y^2)] = (1-y^2) d(dy) - 2 dy y 
     return g * (1 - y * y), -2 * g * dy * y
 
 
+_EXP_LIMITS = {}  # per dtype, an int below the log of its largest finite value: e^limit is finite
+
+
 @primitive
 def sigmoid(x):
-    return 0.5 * xp_of(x).tanh(0.5 * x) + 0.5  # = 1 / (1 + e^-x), without overflow for large |x|
+    # 1 / (1 + e^-x), with -x capped where e^-x would overflow (sigmoid is below the smallest
+    # normal number there anyway): exact to rounding everywhere, and no overflow warnings.
+    xp = xp_of(x)
+    dtype = x.dtype if x.dtype.kind == "f" else xp.dtype("float64")
+    limit = _EXP_LIMITS.get(dtype)
+    if limit is None:
+        limit = _EXP_LIMITS[dtype] = math.floor(math.log(float(xp.finfo(dtype).max)))
+    out = xp.negative(x, out=xp.empty(x.shape, dtype=dtype))
+    xp.minimum(out, limit, out=out)
+    xp.exp(out, out=out)
+    out += 1
+    return xp.reciprocal(out, out=out)
 
 
 @sigmoid.defvjp

@@ -487,10 +487,6 @@ class GradientTape:
         if self._in_context and not self._paused:
             self._start()
 
-    def _tracks(self, source):
-        return source in self._watched or (
-            type(source) is Tensor and source._node is not None and self._id in source._node.tapes)
-
     def _consume(self):
         if self._used:
             raise RuntimeError("A non-persistent GradientTape can only be used to compute one set of "
@@ -523,7 +519,9 @@ class GradientTape:
             self._release()
 
     def _gradient(self, targets, seeds, sources):
-        tracked = {s for s in sources if self._tracks(s) and s._data.dtype.kind in "fc"}
+        tape_id, watched = self._id, self._watched
+        tracked = {s for s in sources if s._data.dtype.kind in "fc" and (
+            s in watched or (type(s) is Tensor and s._node is not None and tape_id in s._node.tapes))}
         grads = _backward(targets, seeds, tracked, self._id)
         return [grads.get(s) if s in tracked else None for s in sources]
 

@@ -524,3 +524,14 @@ def test_gradient_has_the_source_dtype(source, other, variable):
     g = tape.gradient(y, x)
     assert g.dtype == np.dtype(source)
     np.testing.assert_allclose(g.numpy(), 2 * values * c.numpy().astype(float) ** 2 + 2, rtol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [gg.float32, gg.float64])
+def test_sigmoid_keeps_relative_accuracy_far_out(dtype):
+    """sigmoid(-30) is 9.4e-14, not 0: log(sigmoid(x)) stays finite; no overflow for any input."""
+    x = np.array([-80.0, -30.0, -17.0, -5.0, 0.0, 5.0, 30.0, 1e4, -1e4])
+    got = gg.sigmoid(gg.constant(x, dtype=dtype)).numpy()
+    expected = np.exp(-np.logaddexp(0.0, -x))
+    normal = expected >= np.finfo(dtype).tiny
+    np.testing.assert_allclose(got[normal], expected[normal], rtol=32 * np.finfo(dtype).eps)
+    assert np.all(got[~normal] < np.finfo(dtype).tiny) and got.dtype == dtype
