@@ -248,30 +248,26 @@ def _reduction_plan(gshape, xshape, prim):
 
 # Tensors and Variables hash by identity, so the walk keys its dicts and sets by the objects.
 
-def _seq(t):
-    return t._node.seq
-
-
 def _history(roots, tape_id, sources, stops):
     """Recorded tensors reachable from `roots` that lead to a source, in topological order
     (inputs first), and {tensor: leads to a source}. Follows nodes recorded by `tape_id`
     (any tape when None); tensors in `stops` count as leaves."""
     seen = set(roots)
     stack = list(roots)
-    found = []
+    found = []  # (seq, tensor): seq is unique, so sorting never compares tensors
     while stack:
         t = stack.pop()
-        found.append(t)
+        found.append((t._node.seq, t))
         for a in t._node.inputs:
             if type(a) is Tensor and a not in seen:
                 node = a._node
                 if node is not None and (tape_id is None or tape_id in node.tapes) and a not in stops:
                     seen.add(a)
                     stack.append(a)
-    found.sort(key=_seq)
+    found.sort()
     reaches = {}
     order = []
-    for t in found:
+    for _, t in found:
         if t in sources:
             reaches[t] = True
             order.append(t)
