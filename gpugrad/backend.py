@@ -125,6 +125,11 @@ def xp_of(array):
     raise TypeError(f"no gpugrad backend holds arrays of type {type(array).__name__}")
 
 
+def as_array(data):
+    """The array itself; a NumPy scalar (what ufuncs return for 0-d inputs) as a 0-d array."""
+    return numpy.asarray(data) if isinstance(data, numpy.generic) else data
+
+
 def host_array(array, dtype, copy):
     """A numpy.ndarray for a cpu tensor's data (0-d results of ufuncs are numpy scalars)."""
     if copy:

@@ -47,11 +47,10 @@ class _ArrayValue:
         return _backend.host_array(self._data, dtype, copy)
 
     def __dlpack__(self, *args, **kwargs):
-        return _backend.host_array(self._data, None, None).__dlpack__(*args, **kwargs) \
-            if self._device == "cpu" else self._data.__dlpack__(*args, **kwargs)
+        return _backend.as_array(self._data).__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return (1, 0) if self._device == "cpu" else self._data.__dlpack_device__()
+        return _backend.as_array(self._data).__dlpack_device__()
 
     def _item(self, what):
         if self._data.size != 1:
@@ -173,10 +172,7 @@ class Variable(_ArrayValue):
 
     def assign_sub(self, delta):
         """Subtract `delta` in place; returns the Variable."""
-        if type(delta) is Tensor and delta._device == self._device and delta._data.shape == self._data.shape:
-            self._data -= delta._data  # the common case of a gradient step, checked inline
-        else:
-            self._data -= self._new_value(delta, "assign_sub")
+        self._data -= self._new_value(delta, "assign_sub")
         self._version += 1
         return self
 
