@@ -49,9 +49,12 @@ def _axes(axis, x, what):
     """None, or a sorted tuple of distinct non-negative axes (cached for int and tuple axes)."""
     if axis is None:
         return None
-    hashable = type(axis) is int or type(axis) is tuple
-    if hashable:
-        axes = _NORMALIZED_AXES.get((axis, x.ndim))
+    key = (axis, x.ndim)
+    if type(axis) is int or type(axis) is tuple:
+        try:
+            axes = _NORMALIZED_AXES.get(key)
+        except TypeError:  # a tuple holding a list
+            axes = None
         if axes is not None:
             return axes
     if type(axis) is Tensor or type(axis) is Variable:
@@ -60,8 +63,8 @@ def _axes(axis, x, what):
     axes = tuple(sorted(_axis(a, x.ndim, x.shape, what) for a in items))
     if len(set(axes)) != len(axes):
         raise ValueError(f"{what}: repeated axis in {axis!r}")
-    if hashable:
-        _NORMALIZED_AXES[(axis, x.ndim)] = axes
+    if type(axis) is int or (type(axis) is tuple and all(type(a) is int for a in axis)):
+        _NORMALIZED_AXES[key] = axes
     return axes
 
 
