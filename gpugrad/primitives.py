@@ -457,11 +457,7 @@ def _unreduce(dy, axis, keepdims, shape):
     """dy, the result of reducing an array of `shape` over `axis`, broadcast back to `shape`."""
     if not keepdims and axis is not None:
         dy = dy.reshape(_kept_shape(shape, axis))
-    if dy.shape == shape:
-        return dy.reshape(shape)
-    out = xp_of(dy).empty(shape, dtype=dy.dtype)
-    out[...] = dy
-    return out
+    return dy.reshape(shape) if dy.shape == shape else broadcast_to.forward(dy, shape=shape)
 
 
 @primitive(linear=True)
