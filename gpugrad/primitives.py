@@ -457,7 +457,7 @@ def _unreduce(dy, axis, keepdims, shape):
     """dy, the result of reducing an array of `shape` over `axis`, broadcast back to `shape`."""
     if not keepdims and axis is not None:
         dy = dy.reshape(_kept_shape(shape, axis))
-    return dy.reshape(shape) if dy.shape == shape else broadcast_to.forward(dy, shape=shape)
+    return dy if dy.shape == shape else broadcast_to.forward(dy, shape=shape)
 
 
 @primitive(linear=True)
