@@ -363,10 +363,9 @@ def _flatten(structure, what):
 def _unflatten(structure, leaves):
     if type(structure) is Tensor or type(structure) is Variable:
         return next(leaves)
-    if type(structure) is list and all(type(s) is Tensor or type(s) is Variable for s in structure):
-        return [next(leaves) for _ in structure]
     if isinstance(structure, (list, tuple)):
-        return type(structure)(_unflatten(item, leaves) for item in structure)
+        return type(structure)([next(leaves) if type(item) is Tensor or type(item) is Variable
+                                else _unflatten(item, leaves) for item in structure])
     return {key: _unflatten(structure[key], leaves) for key in structure}
 
 
