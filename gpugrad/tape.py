@@ -385,10 +385,11 @@ def _unconnected_mode(value):
         raise ValueError(f"unconnected_gradients must be 'none' or 'zero', got {value!r}") from None
 
 
-def _fill_unconnected(gradients, sources, mode):
+def _fill_unconnected(gradients, sources, mode, prefix=()):
+    """Zeros of shape prefix + source.shape in place of None, when mode asks for them."""
     if mode is UnconnectedGradients.NONE:
         return gradients
-    return [_ops.zeros(s.shape, dtype=s.dtype, device=s.device) if g is None else g
+    return [_ops.zeros(tuple(prefix) + s.shape, dtype=s.dtype, device=s.device) if g is None else g
             for g, s in zip(gradients, sources)]
 
 
@@ -529,8 +530,7 @@ class GradientTape:
             flat_sources = _flatten(sources, "jacobian sources")
             rows = [self._gradient([target], [seed], flat_sources) for seed in _one_hots(target, target.shape)]
             jacobians = [_stack_rows([r[k] for r in rows], target.shape, s) for k, s in enumerate(flat_sources)]
-            return _unflatten(sources, iter(_fill_unconnected(
-                jacobians, [_JacobianShape(target.shape, s) for s in flat_sources], mode)))
+            return _unflatten(sources, iter(_fill_unconnected(jacobians, flat_sources, mode, target.shape)))
         finally:
             self._release()
 
@@ -546,29 +546,17 @@ class GradientTape:
             if target.ndim == 0 or source.ndim == 0 or target.shape[0] != source.shape[0]:
                 raise ValueError(f"batch_jacobian needs target and source with the same first (batch) axis, "
                                  f"got shapes {target.shape} and {source.shape}")
-            batch = target.shape[0]
-            inner = target.shape[1:]
             rows = [self._gradient([target], [_ops.broadcast_to(seed, shape=target.shape)], [source])[0]
-                    for seed in _one_hots(target, inner)]
-            if all(r is None for r in rows):
-                if mode is UnconnectedGradients.NONE:
+                    for seed in _one_hots(target, target.shape[1:])]
+            shape = target.shape + source.shape[1:]
+            if not rows or all(r is None for r in rows):
+                if rows and mode is UnconnectedGradients.NONE:
                     return None
-                return _ops.zeros(target.shape + source.shape[1:], dtype=source.dtype, device=source.device)
+                return _ops.zeros(shape, dtype=source.dtype, device=source.device)
             rows = [_ops.zeros_like(source) if r is None else r for r in rows]
-            stacked = _ops.stack(rows, axis=1) if rows else _ops.zeros((batch, 0) + source.shape[1:],
-                                                                      dtype=source.dtype, device=source.device)
-            return _ops.reshape(stacked, shape=target.shape + source.shape[1:])
+            return _ops.reshape(_ops.stack(rows, axis=1), shape=shape)
         finally:
             self._release()
-
-
-class _JacobianShape:
-    """Stands in for a source when filling an unconnected Jacobian with zeros."""
-
-    def __init__(self, target_shape, source):
-        self.shape = tuple(target_shape) + tuple(source.shape)
-        self.dtype = source.dtype
-        self.device = source.device
 
 
 def _as_target(target):
