@@ -248,10 +248,11 @@ def _reduction_plan(gshape, xshape, prim):
 
 # Tensors and Variables hash by identity, so the walk keys its dicts and sets by the objects.
 
-def _history(roots, tape_id, sources, stops):
-    """Recorded tensors reachable from `roots` that lead to a source, in topological order
-    (inputs first), and {tensor: leads to a source}. Follows nodes recorded by `tape_id`
-    (any tape when None); tensors in `stops` count as leaves."""
+def _history(roots, tape_id, sources, stops, prune):
+    """Recorded tensors reachable from `roots`, in topological order (inputs first), and the
+    set of those whose gradient is needed. Follows nodes recorded by `tape_id` (any tape
+    when None); tensors in `stops` count as leaves. With `prune`, only tensors that lead to
+    a source are kept; without, the caller knows that every recorded tensor does."""
     seen = set(roots)
     stack = list(roots)
     found = []  # (seq, tensor): seq is unique, so sorting never compares tensors
@@ -265,20 +266,19 @@ def _history(roots, tape_id, sources, stops):
                     seen.add(a)
                     stack.append(a)
     found.sort()
-    reaches = {}
-    order = []
+    if not prune:
+        return [t for _, t in found], seen
+    relevant = set()
     for _, t in found:
         if t in sources:
-            reaches[t] = True
-            order.append(t)
+            relevant.add(t)
             continue
         for a in t._node.inputs:
             kind = type(a)
-            if (kind is Tensor or kind is Variable) and (a in sources or reaches.get(a)):
-                reaches[t] = True
-                order.append(t)
+            if (kind is Tensor or kind is Variable) and (a in sources or a in relevant):
+                relevant.add(t)
                 break
-    return order, reaches
+    return [t for _, t in found if t in relevant], relevant
 
 
 _pass_sources = None  # the sources of the backward pass in progress, read by constant_needed
@@ -291,24 +291,26 @@ def constant_needed(t):
     return _pass_sources is None or t in _pass_sources
 
 
-def _backward(targets, seeds, sources, tape_id, stops=frozenset()):
-    """{source: gradient of sum(seed * target)} for the sources (a set) connected to a target."""
+def _backward(targets, seeds, sources, tape_id, stops=frozenset(), prune=True):
+    """{source: gradient of sum(seed * target)} for the sources (a set) connected to a target.
+    `prune=False` skips the search for history that leads to no source, when the caller
+    knows there is none."""
     global _pass_sources
     outer_sources, _pass_sources = _pass_sources, sources
     try:
-        return _accumulate(targets, seeds, sources, tape_id, stops)
+        return _accumulate(targets, seeds, sources, tape_id, stops, prune)
     finally:
         _pass_sources = outer_sources
 
 
-def _accumulate(targets, seeds, sources, tape_id, stops):
+def _accumulate(targets, seeds, sources, tape_id, stops, prune):
     grads = {}
     for t, seed in zip(targets, seeds):
         if seed is not None:
             grads[t] = seed if t not in grads else _prims.add(grads[t], seed)
     roots = [t for t in targets if type(t) is Tensor and t._node is not None and t not in stops
              and (tape_id is None or tape_id in t._node.tapes)]
-    order, reachable = _history(roots, tape_id, sources, stops)
+    order, needed = _history(roots, tape_id, sources, stops, prune)
     for t in reversed(order):
         g = grads.get(t) if t in sources else grads.pop(t, None)
         if g is None:
@@ -330,7 +332,7 @@ def _accumulate(targets, seeds, sources, tape_id, stops):
                 continue
             kind = type(x)
             # Sources and recorded tensors are all of float dtype: nothing else is followed.
-            if (kind is not Tensor and kind is not Variable) or (x not in sources and not reachable.get(x)):
+            if (kind is not Tensor and kind is not Variable) or (x not in sources and x not in needed):
                 continue
             x_data = x._data
             if type(gx) is not Tensor or gx._data.shape != x_data.shape or gx._data.dtype is not x_data.dtype:
@@ -518,7 +520,10 @@ class GradientTape:
         tape_id, watched = self._id, self._watched
         tracked = {s for s in sources if s._data.dtype.kind in "fc" and (
             s in watched or (type(s) is Tensor and s._node is not None and tape_id in s._node.tapes))}
-        grads = _backward(targets, seeds, tracked, self._id)
+        # Everything this tape recorded descends from what it watches: when all of that is
+        # asked for, every recorded tensor leads to a source and nothing needs pruning.
+        prune = any(w not in tracked for w in watched)
+        grads = _backward(targets, seeds, tracked, tape_id, prune=prune)
         return [grads.get(s) if s in tracked else None for s in sources]
 
     def jacobian(self, target, sources, unconnected_gradients="none"):

@@ -1042,3 +1042,28 @@ def test_seed_004_vector_partial_derivatives():
     assert repr(f) == "<gg.Tensor shape=(3,) dtype=float32 device=cpu numpy=[34. 55. 82.]>"
     assert values(df_dx) == [2.0, 4.0, 6.0]
     assert values(df_dy) == [16.0, 20.0, 24.0]
+
+
+def test_backward_skips_history_that_leads_to_no_requested_source():
+    """A branch that only reaches sources nobody asked for is never differentiated."""
+    calls = []
+
+    @gg.primitive(name="test_counted_square")
+    def counted_square(x):
+        return x * x
+
+    @counted_square.defvjp
+    def counted_square_vjp(g, out, x):
+        calls.append(1)
+        return (2 * g * x,)
+
+    try:
+        w1, w2 = gg.Variable(2.0), gg.Variable(3.0)
+        with gg.GradientTape(persistent=True) as tape:
+            loss = w1 * 5.0 + counted_square(w2)
+        assert float(tape.gradient(loss, w1)) == 5.0
+        assert calls == []  # w2's branch was pruned
+        assert values(tape.gradient(loss, [w1, w2])) == [5.0, 6.0]
+        assert calls == [1]
+    finally:
+        _tape_module.REGISTRY.pop("test_counted_square", None)
