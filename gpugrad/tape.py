@@ -366,8 +366,9 @@ def _unflatten(structure, leaves):
     if type(structure) is Tensor or type(structure) is Variable:
         return next(leaves)
     if isinstance(structure, (list, tuple)):
-        return type(structure)([next(leaves) if type(item) is Tensor or type(item) is Variable
-                                else _unflatten(item, leaves) for item in structure])
+        items = [next(leaves) if type(item) is Tensor or type(item) is Variable else _unflatten(item, leaves)
+                 for item in structure]
+        return type(structure)(*items) if hasattr(structure, "_fields") else type(structure)(items)
     return {key: _unflatten(structure[key], leaves) for key in structure}
 
 

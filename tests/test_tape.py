@@ -1067,3 +1067,13 @@ def test_backward_skips_history_that_leads_to_no_requested_source():
         assert calls == [1]
     finally:
         _tape_module.REGISTRY.pop("test_counted_square", None)
+
+
+def test_namedtuple_sources_keep_their_type():
+    import collections
+    Params = collections.namedtuple("Params", "w b")
+    params = Params(gg.Variable(2.0), gg.Variable(1.0))
+    with gg.GradientTape() as tape:
+        y = params.w * 3.0 + params.b
+    grads = tape.gradient(y, params)
+    assert type(grads) is Params and values(list(grads)) == [3.0, 1.0]
