@@ -13,7 +13,7 @@ from .backend import (  # noqa: F401
 )
 from .backend import default_device as get_default_device  # noqa: F401
 from .tape import (  # noqa: F401
-    GradientTape, Primitive, UnconnectedGradients, custom_gradient, gradients, primitive,
+    GradientTape, UnconnectedGradients, custom_gradient, gradients, primitive,
 )
 from .ops import *  # noqa: F401,F403
 from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401

@@ -8,91 +8,12 @@ import enum
 import functools
 import inspect
 import itertools
-import types
 
 from .tensor import Tensor, Variable, constant
 
 REGISTRY = {}
 _ACTIVE = []  # tapes currently recording, in the order they started
 _tape_ids = itertools.count(1)
-
-
-class Primitive:
-    """An op with one forward (raw arrays in, raw array out) and a vector-Jacobian product.
-
-    Positional arguments are the op's inputs (Tensors, Variables, Python scalars, or
-    values `gg.constant` accepts); keyword arguments are static parameters (axis, shape...)
-    passed unchanged to the forward and the VJP.
-    """
-
-    def __init__(self, forward, name, differentiable, linear):
-        functools.update_wrapper(self, forward)
-        self.forward = forward
-        self.name = name
-        self.differentiable = differentiable
-        self.linear = linear
-        self.vjp = None
-
-    def defvjp(self, vjp):
-        """Set the VJP: `vjp(g, out, *inputs, **params)` returns one gradient per input
-        (a Tensor of the input's shape or one broadcastable to it, or None), computed with gg
-        ops so that tapes recording the backward pass get higher derivatives. Returns `vjp`,
-        so it works as a decorator."""
-        if not self.differentiable:
-            raise TypeError(f"primitive {self.name!r} was declared differentiable=False")
-        self.vjp = vjp
-        return vjp
-
-    def __call__(self, *args, **params):
-        # Inline fast paths for one or two inputs (Tensors, Variables, weak Python scalars on
-        # one side); every other call, and every error, goes through _apply.
-        nargs = len(args)
-        if nargs == 2:
-            x, y = args
-            kx, ky = type(x), type(y)
-            if kx is Tensor or kx is Variable:
-                device = x._device
-                if ky is Tensor or ky is Variable:
-                    if y._device != device:
-                        return _apply(self, args, params)
-                    dy = y._data
-                elif ky is float or ky is int:
-                    dy = y
-                else:
-                    return _apply(self, args, params)
-                dx = x._data
-            elif (kx is float or kx is int) and (ky is Tensor or ky is Variable):
-                dx, dy, device = x, y._data, y._device
-            else:
-                return _apply(self, args, params)
-            try:
-                out = self.forward(dx, dy, **params) if params else self.forward(dx, dy)
-            except (ValueError, TypeError, IndexError) as error:
-                _reraise(self, args, error)
-            if (kx is Variable or ky is Variable) and (out.base is not None or out is dx or out is dy):
-                out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
-        elif nargs == 1 and (type(args[0]) is Tensor or type(args[0]) is Variable):
-            x = args[0]
-            device = x._device
-            try:
-                out = self.forward(x._data, **params) if params else self.forward(x._data)
-            except (ValueError, TypeError, IndexError) as error:
-                _reraise(self, args, error)
-            if type(x) is Variable and (out.base is not None or out is x._data):
-                out = out.copy()
-        else:
-            return _apply(self, args, params)
-        result = Tensor(out, device)
-        if _ACTIVE and self.differentiable and out.dtype.kind in "fc":
-            _record(self, args, params, result)
-        return result
-
-    def __get__(self, instance, owner=None):
-        # Bound like a method where Tensor uses primitives as its operators.
-        return self if instance is None else types.MethodType(self, instance)
-
-    def __repr__(self):
-        return f"<gg.primitive {self.name}>"
 
 
 def primitive(forward=None, *, name=None, differentiable=True, linear=False):
@@ -108,6 +29,13 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False):
         def cube_vjp(g, out, x):          # VJP on Tensors, with gg ops
             return (3 * g * x * x,)
 
+    The op takes its inputs positionally (Tensors, Variables, Python scalars, or values
+    `gg.constant` accepts) and static parameters (axis, shape...) as keyword arguments,
+    passed unchanged to the forward and the VJP. `op.defvjp(vjp)` sets the VJP:
+    `vjp(g, out, *inputs, **params)` returns one gradient per input (a Tensor of the
+    input's shape or one that broadcasts to it, or None), computed with gg ops so that tapes
+    recording the backward pass get higher derivatives.
+
     Args:
         name: registry name, defaults to the function's name; a duplicate name is an error.
         differentiable: False for ops whose result never carries a gradient (comparisons).
@@ -118,11 +46,72 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False):
         key = name or function.__name__
         if key in REGISTRY:
             raise ValueError(f"a primitive named {key!r} is already registered")
-        prim = Primitive(function, key, differentiable, linear)
-        REGISTRY[key] = prim
-        return prim
+        op = _make_op(function, key, differentiable, linear)
+        REGISTRY[key] = op
+        return op
 
     return register if forward is None else register(forward)
+
+
+def _make_op(forward, name, differentiable, linear):
+    """The callable of a primitive: a plain function, so that it calls cheaply and binds as
+    a Tensor operator like a method, with its definition as attributes (name, forward, vjp,
+    differentiable, linear, defvjp), as functools.singledispatch does."""
+
+    def op(*args, **params):
+        # Inline fast paths for one or two inputs (Tensors, Variables, weak Python scalars on
+        # one side); every other call, and every error, goes through _apply.
+        nargs = len(args)
+        if nargs == 2:
+            x, y = args
+            kx, ky = type(x), type(y)
+            if kx is Tensor or kx is Variable:
+                device = x._device
+                if ky is Tensor or ky is Variable:
+                    if y._device != device:
+                        return _apply(op, args, params)
+                    dy = y._data
+                elif ky is float or ky is int:
+                    dy = y
+                else:
+                    return _apply(op, args, params)
+                dx = x._data
+            elif (kx is float or kx is int) and (ky is Tensor or ky is Variable):
+                dx, dy, device = x, y._data, y._device
+            else:
+                return _apply(op, args, params)
+            try:
+                out = forward(dx, dy, **params) if params else forward(dx, dy)
+            except (ValueError, TypeError, IndexError) as error:
+                _reraise(op, args, error)
+            if (kx is Variable or ky is Variable) and (out.base is not None or out is dx or out is dy):
+                out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+        elif nargs == 1 and (type(args[0]) is Tensor or type(args[0]) is Variable):
+            x = args[0]
+            device = x._device
+            try:
+                out = forward(x._data, **params) if params else forward(x._data)
+            except (ValueError, TypeError, IndexError) as error:
+                _reraise(op, args, error)
+            if type(x) is Variable and (out.base is not None or out is x._data):
+                out = out.copy()
+        else:
+            return _apply(op, args, params)
+        result = Tensor(out, device)
+        if _ACTIVE and differentiable and out.dtype.kind in "fc":
+            _record(op, args, params, result)
+        return result
+
+    def defvjp(vjp):
+        if not differentiable:
+            raise TypeError(f"primitive {name!r} was declared differentiable=False")
+        op.vjp = vjp
+        return vjp  # so that it works as a decorator
+
+    functools.update_wrapper(op, forward)
+    op.name, op.forward, op.vjp = name, forward, None
+    op.differentiable, op.linear, op.defvjp = differentiable, linear, defvjp
+    return op
 
 
 class Node:
