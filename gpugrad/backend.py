@@ -37,11 +37,6 @@ def as_dtype(dtype):
     return resolved
 
 
-def is_float_dtype(dtype):
-    """True for dtypes that carry gradients (floating point and complex)."""
-    return dtype.kind in "fc"
-
-
 class Backend:
     """One device family's array operations. Subclasses: NumpyBackend (cpu); a CuPy one for cuda."""
 
@@ -98,6 +93,7 @@ class NumpyBackend(Backend):
     def to_host(self, array):
         return numpy.array(array)
 
+
 _NUMPY = NumpyBackend()
 
 # Random numbers are drawn on the host from NumPy's generator, whatever the device, so that
@@ -138,7 +134,7 @@ def host_array(array, dtype, copy):
 
 
 def _cuda_unavailable_reason():
-    """Why "cuda" cannot be used here, in words, or None if it can."""
+    """Why "cuda" cannot be used here, in words."""
     try:
         import cupy
     except ImportError:
@@ -219,6 +215,5 @@ def device_of_dlpack(obj):
 
 
 def from_dlpack_array(obj):
-    """The array of a DLPack producer on its own device, sharing memory (no copy)."""
-    device_of_dlpack(obj)
+    """The array of a DLPack producer (its device already checked), sharing memory (no copy)."""
     return numpy.from_dlpack(obj)

@@ -251,7 +251,7 @@ _EXP_LIMITS = {}  # per dtype, an int below the log of its largest finite value:
 @primitive
 def sigmoid(x):
     # 1 / (1 + e^-x), with -x capped where e^-x would overflow (sigmoid is below the smallest
-    # normal number there anyway): exact to rounding everywhere, and no overflow warnings.
+    # normal number there anyway): exact to rounding for every normal result, no overflow warnings.
     xp = xp_of(x)
     dtype = x.dtype if x.dtype.kind == "f" else xp.dtype("float64")
     limit = _EXP_LIMITS.get(dtype)

@@ -8,6 +8,7 @@ import enum
 import functools
 import inspect
 import itertools
+import math
 
 from .tensor import Tensor, Variable, constant
 
@@ -562,9 +563,7 @@ def _as_target(target):
 
 def _one_hots(target, shape):
     """The seeds e_i of shape `shape`, one per element, in row-major order."""
-    count = 1
-    for s in shape:
-        count *= s
+    count = math.prod(shape)
     eye = _ops.eye(count, dtype=target.dtype, device=target.device)
     return [_ops.reshape(eye[i], shape=tuple(shape)) for i in range(count)]
 
