@@ -17,6 +17,7 @@ from .tape import (  # noqa: F401
 )
 from .ops import *  # noqa: F401,F403
 from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401
-from . import nn, random  # noqa: F401
+from .module import Module  # noqa: F401
+from . import debugging, nn, optimizers, random  # noqa: F401
 
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ for its module with `xp_of` or goes through the Backend of a device. CuPy is pro
 lazily, so importing gpugrad initializes no CUDA context.
 """
 import contextlib
+import math
 import os
 
 import numpy
@@ -49,6 +50,63 @@ class Backend:
     def to_host(self, array):
         """A numpy.ndarray copy of `array`."""
         raise NotImplementedError
+
+    # Fused optimizer updates: one entry point per optimizer, in place on the raw arrays of
+    # one variable and its slots (same shape and dtype), hyperparameters as Python floats.
+    # Written with `xp` and in-place array methods, they are the reference that a backend's
+    # fused kernels must match; the keras-3 formulas are in gpugrad/optimizers.py.
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, nesterov):
+        """v = momentum * v - lr * g; p += v, or p += momentum * v - lr * g with nesterov.
+        Without momentum (velocity None): p -= lr * g."""
+        step = lr * grad
+        if velocity is None:
+            param -= step
+            return
+        velocity *= momentum
+        velocity -= step
+        if nesterov:
+            param += momentum * velocity - step
+        else:
+            param += velocity
+
+    def adam_update(self, param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay):
+        """p -= lr * wd * p (AdamW only); m += (1 - b1)(g - m); v += (1 - b2)(g^2 - v);
+        vhat = max(vhat, v) with amsgrad (vhat not None);
+        p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(vhat or v) + eps), t = `step` >= 1."""
+        if weight_decay:
+            param -= (lr * weight_decay) * param
+        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        m += (1.0 - beta_1) * (grad - m)
+        v += (1.0 - beta_2) * (grad * grad - v)
+        if vhat is not None:
+            self.xp.maximum(vhat, v, out=vhat)
+            v = vhat
+        param -= alpha * m / (self.xp.sqrt(v) + epsilon)
+
+    def rmsprop_update(self, param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon):
+        """v = rho v + (1 - rho) g^2; centered (average_grad not None): a = rho a + (1 - rho) g,
+        d = v - a^2 + eps, else d = v + eps; inc = lr g / sqrt(d);
+        with momentum (moment not None): m = momentum m + inc, p -= m; else p -= inc."""
+        velocity *= rho
+        velocity += (1.0 - rho) * (grad * grad)
+        if average_grad is not None:
+            average_grad *= rho
+            average_grad += (1.0 - rho) * grad
+            denominator = velocity - average_grad * average_grad + epsilon
+        else:
+            denominator = velocity + epsilon
+        increment = lr * grad / self.xp.sqrt(denominator)
+        if moment is not None:
+            moment *= momentum
+            moment += increment
+            increment = moment
+        param -= increment
+
+    def adagrad_update(self, param, grad, accumulator, lr, epsilon):
+        """acc += g^2; p -= lr g / sqrt(acc + eps)."""
+        accumulator += grad * grad
+        param -= lr * grad / self.xp.sqrt(accumulator + epsilon)
 
 
 def _infer_python_value(value):

@@ -18,7 +18,7 @@ from .primitives import (  # noqa: F401  (re-exported)
 from .tensor import Tensor, Variable, constant
 
 __all__ = [
-    "abs", "add", "broadcast_to", "cast", "clip_by_value", "concat", "cos", "divide", "equal", "exp",
+    "abs", "add", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "divide", "equal", "exp",
     "expand_dims", "eye", "fill", "getitem", "greater", "greater_equal", "identity", "less", "less_equal",
     "linspace", "log", "log1p", "matmul", "maximum", "minimum", "multiply", "negative", "not_equal",
     "ones", "ones_like", "power", "range", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
@@ -26,6 +26,7 @@ __all__ = [
     "squared_difference", "squeeze", "stack", "stop_gradient", "subtract", "tanh", "tile", "transpose",
     "where", "zeros", "zeros_like",
 ]
+# The clipping composites are built from primitives at the end of this module.
 
 
 def _tensor(x):
@@ -277,3 +278,42 @@ def eye(num_rows, dtype=_backend.float32, device=None):
     """The identity matrix of size num_rows."""
     device = _device(device)
     return Tensor(_xp(device).eye(operator.index(num_rows), dtype=_backend.as_dtype(dtype)), device)
+
+
+def _squared_norm(t, axes=None):
+    return reduce_sum(_p.multiply(t, t), axis=axes, keepdims=axes is not None)
+
+
+def _positive(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{what}: clip_norm must be a positive number, got {value!r}")
+    return float(value)
+
+
+def clip_by_norm(t, clip_norm, axes=None):
+    """t * clip_norm / max(norm(t), clip_norm): rescales `t` so that its L2 norm (over `axes`,
+    all axes by default) is at most `clip_norm`. The gradient is finite at t = 0."""
+    clip_norm = _positive(clip_norm, "clip_by_norm")
+    t = _tensor(t)
+    squared = _squared_norm(t, None if axes is None else _axes(axes, t, "clip_by_norm"))
+    # sqrt's derivative is infinite at 0: take it of a safe value there (norm 0 never clips).
+    positive = _p.greater(squared, 0)
+    norm = where(positive, _p.sqrt(where(positive, squared, 1)), 0)
+    return _p.divide(_p.multiply(t, clip_norm), _p.maximum(norm, clip_norm))
+
+
+def clip_by_global_norm(t_list, clip_norm):
+    """(clipped, global_norm): every tensor times clip_norm / max(global_norm, clip_norm),
+    where global_norm = sqrt(sum of all squared entries). None entries stay None. A NaN or
+    inf global norm makes every entry NaN, as in TensorFlow."""
+    clip_norm = _positive(clip_norm, "clip_by_global_norm")
+    tensors = [None if t is None else _tensor(t) for t in t_list]
+    present = [t for t in tensors if t is not None]
+    if not present:
+        raise ValueError("clip_by_global_norm: t_list holds no tensor")
+    total = _squared_norm(present[0])
+    for t in present[1:]:
+        total = _p.add(total, _p.cast(_squared_norm(t), dtype=total.dtype))
+    global_norm = _p.sqrt(total)
+    scale = _p.divide(clip_norm, _p.maximum(global_norm, clip_norm))
+    return [None if t is None else _p.multiply(t, _p.cast(scale, dtype=t.dtype)) for t in tensors], global_norm

@@ -1,0 +1,295 @@
+"""gg.optimizers: SGD, Adam, AdamW, RMSprop, Adagrad with the Keras 3 update rules.
+
+Backend-neutral: each update goes through the fused entry point of the variables' Backend
+(`sgd_update`, `adam_update`, ...), in place, so a Variable keeps its buffer. No numpy or
+cupy here, and no branching on the device.
+"""
+import numbers
+
+from . import backend as _backend
+from . import debugging as _debugging
+from . import ops as _ops
+from .tape import GradientTape
+from .tensor import Tensor, Variable, constant
+
+
+def _check_positive(value, what, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            value >= 0 if allow_zero else value > 0):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{what} must be a {bound} number, got {value!r}")
+    return float(value)
+
+
+def _check_fraction(value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: validation, clipping, learning-rate schedules, state and the training calls.
+
+    Subclasses name their slots and implement `_update(var, grad, slots, lr, step)` as one
+    call to a Backend update entry point on raw arrays.
+
+    Args:
+        learning_rate: a positive float, or a callable of the step number (0 for the first
+            update, the number of `apply_gradients` calls so far) returning one.
+        clipvalue: clip every gradient elementwise to [-clipvalue, clipvalue].
+        clipnorm: rescale every gradient to an L2 norm of at most clipnorm.
+        global_clipnorm: rescale all gradients together to a global L2 norm of at most this.
+            At most one of the three may be set (Keras lets clipvalue ride along silently).
+        check_numerics: before updating, check that every gradient is finite and raise
+            FloatingPointError naming the first variable whose gradient is not; no variable
+            is touched then. It reads each gradient on the host, so it costs a sync on a GPU.
+    """
+
+    _slot_names = ()
+
+    def __init__(self, learning_rate, *, clipvalue=None, clipnorm=None, global_clipnorm=None,
+                 check_numerics=False):
+        name = type(self).__name__
+        if not callable(learning_rate):
+            learning_rate = _check_positive(learning_rate, f"{name}: learning_rate", allow_zero=True)
+        self._learning_rate = learning_rate
+        clips = {k: v for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm),
+                                   ("global_clipnorm", global_clipnorm)) if v is not None}
+        if len(clips) > 1:
+            raise ValueError(f"{name}: set at most one of clipvalue, clipnorm and global_clipnorm, got "
+                             + ", ".join(f"{k}={v!r}" for k, v in clips.items()))
+        self.clipvalue, self.clipnorm, self.global_clipnorm = (
+            None if v is None else _check_positive(v, f"{name}: {k}")
+            for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm)))
+        self.check_numerics = bool(check_numerics)
+        self.iterations = 0
+        self._slots = {}  # Variable -> tuple of slot Variables (None where a slot is unused)
+
+    @property
+    def learning_rate(self):
+        """The learning rate the next update uses."""
+        lr = self._learning_rate
+        return float(lr(self.iterations)) if callable(lr) else lr
+
+    @property
+    def variables(self):
+        """The Variables this optimizer has state for, in the order it first saw them."""
+        return list(self._slots)
+
+    def slots(self, variable):
+        """{slot name: slot Variable} for `variable` (empty for plain SGD)."""
+        return {n: s for n, s in zip(self._slot_names, self._slots[variable]) if s is not None}
+
+    def build(self, var_list):
+        """Create the state of every variable in `var_list` (apply_gradients does it on first
+        sight; call it before `gg.restore` into a fresh optimizer)."""
+        for var in var_list:
+            if type(var) is not Variable:
+                raise TypeError(f"{type(self).__name__}.build: expected gg.Variable, got {type(var).__name__}")
+            if var not in self._slots:
+                self._slots[var] = tuple(
+                    None if not used else Variable(_ops.fill(var.shape, initial, dtype=var.dtype, device=var.device),
+                                                   trainable=False, name=f"{var.name}/{slot}")
+                    for slot, (used, initial) in zip(self._slot_names, self._slot_specs()))
+
+    def _slot_specs(self):
+        """(used, initial value) per slot name."""
+        return [(True, 0.0)] * len(self._slot_names)
+
+    def compute_gradients(self, loss, var_list=None):
+        """[(gradient, variable), ...] of `loss()`, a zero-argument callable, with respect to
+        `var_list`, or without it to every trainable Variable the loss read (in reading order).
+
+        Unlike TF1, `loss` must be callable: an eager tensor keeps no record of how it was made.
+        """
+        return self._gradients(loss, var_list)[1]
+
+    def _gradients(self, loss, var_list):
+        if not callable(loss):
+            raise TypeError(f"{type(self).__name__}: loss must be a zero-argument callable returning the loss, "
+                            f"got {type(loss).__name__} (an eager tensor does not remember how it was computed)")
+        var_list = None if var_list is None else list(var_list)
+        with GradientTape(watch_accessed_variables=var_list is None) as tape:
+            if var_list is not None:
+                for var in var_list:
+                    tape.watch(var)
+            value = loss()
+        if var_list is None:
+            var_list = list(tape.watched_variables())
+        return value, list(zip(tape.gradient(value, var_list), var_list))
+
+    def minimize(self, loss, var_list=None):
+        """compute_gradients then apply_gradients; returns the loss value."""
+        value, grads_and_vars = self._gradients(loss, var_list)
+        self.apply_gradients(grads_and_vars)
+        return value
+
+    def apply_gradients(self, grads_and_vars):
+        """Update each Variable in place from its gradient; None gradients are skipped.
+
+        Everything is checked before any variable is touched: the variables are gg.Variables
+        of a floating dtype, and each gradient matches its variable's shape, dtype and device
+        (arrays and numbers are converted to the variable's dtype and device). Returns None.
+        """
+        name = type(self).__name__
+        pairs = []
+        for index, item in enumerate(grads_and_vars):
+            try:
+                grad, var = item
+            except (TypeError, ValueError):
+                raise TypeError(f"{name}.apply_gradients: item {index} is not a (gradient, variable) pair: "
+                                f"{item!r}") from None
+            if type(var) is not Variable:
+                raise TypeError(f"{name}.apply_gradients: item {index}: expected a gg.Variable, got "
+                                f"{type(var).__name__}")
+            if var.dtype.kind != "f":
+                raise TypeError(f"{name}.apply_gradients: Variable '{var.name}' has dtype {var.dtype}; "
+                                f"only floating variables can be trained")
+            if grad is None:
+                continue
+            pairs.append((self._checked_gradient(grad, var), var))
+        if not pairs:
+            return
+        grads = self._clipped([g for g, _ in pairs])
+        if self.check_numerics:
+            for g, (_, var) in zip(grads, pairs):
+                if not _debugging.all_finite(g):
+                    raise FloatingPointError(f"{name}: the gradient of Variable '{var.name}' holds NaN or "
+                                             f"infinity (step {self.iterations}); no variable was updated")
+        self.build(var for _, var in pairs)
+        lr = self.learning_rate
+        self.iterations += 1
+        for g, (_, var) in zip(grads, pairs):
+            self._update(var, g._data, [None if s is None else s._data for s in self._slots[var]], lr,
+                         self.iterations)
+            var._version += 1
+
+    def _checked_gradient(self, grad, var):
+        name = type(self).__name__
+        if type(grad) is Tensor or type(grad) is Variable:
+            if grad._device != var._device:
+                raise ValueError(f"{name}.apply_gradients: the gradient of Variable '{var.name}' is on "
+                                 f"{grad._device} but the variable is on {var._device}")
+            if grad.dtype != var.dtype:
+                raise ValueError(f"{name}.apply_gradients: the gradient of Variable '{var.name}' has dtype "
+                                 f"{grad.dtype} but the variable has dtype {var.dtype}")
+        else:
+            grad = constant(grad, dtype=var.dtype, device=var._device)
+        if grad.shape != var.shape:
+            raise ValueError(f"{name}.apply_gradients: the gradient of Variable '{var.name}' has shape "
+                             f"{grad.shape} but the variable has shape {var.shape}")
+        return grad
+
+    def _clipped(self, grads):
+        if self.clipvalue is not None:
+            return [_ops.clip_by_value(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None:
+            return [_ops.clip_by_norm(g, self.clipnorm) for g in grads]
+        if self.global_clipnorm is not None:
+            return _ops.clip_by_global_norm(grads, self.global_clipnorm)[0]
+        return grads
+
+    def _update(self, var, grad, slots, lr, step):
+        raise NotImplementedError
+
+
+def _backend_of(var):
+    return _backend.backend_of(var._device)
+
+
+class SGD(Optimizer):
+    """Gradient descent: p -= lr * g; with momentum, v = momentum * v - lr * g and p += v
+    (nesterov: p += momentum * v - lr * g). Slot: "momentum" (only when momentum > 0)."""
+
+    _slot_names = ("momentum",)
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = _check_fraction(momentum, "SGD: momentum")
+        self.nesterov = bool(nesterov)
+
+    def _slot_specs(self):
+        return [(self.momentum > 0, 0.0)]
+
+    def _update(self, var, grad, slots, lr, step):
+        _backend_of(var).sgd_update(var._data, grad, slots[0], lr, self.momentum, self.nesterov)
+
+
+class Adam(Optimizer):
+    """Adam as in Keras 3: m += (1 - b1)(g - m), v += (1 - b2)(g^2 - v),
+    p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon), t the step from 1;
+    with amsgrad, v is replaced by its running maximum. Slots: "m", "v" (and "vhat")."""
+
+    _slot_names = ("m", "v", "vhat")
+    _weight_decay = 0.0
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_fraction(beta_1, f"{type(self).__name__}: beta_1")
+        self.beta_2 = _check_fraction(beta_2, f"{type(self).__name__}: beta_2")
+        self.epsilon = _check_positive(epsilon, f"{type(self).__name__}: epsilon")
+        self.amsgrad = bool(amsgrad)
+
+    def _slot_specs(self):
+        return [(True, 0.0), (True, 0.0), (self.amsgrad, 0.0)]
+
+    def _update(self, var, grad, slots, lr, step):
+        m, v, vhat = slots
+        _backend_of(var).adam_update(var._data, grad, m, v, vhat, lr, self.beta_1, self.beta_2, self.epsilon,
+                                     step, self._weight_decay)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras 3): p -= lr * weight_decay * p before the
+    Adam step. Defaults as Keras: learning_rate 0.001, weight_decay 0.004."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, **kwargs)
+        self._weight_decay = _check_positive(weight_decay, "AdamW: weight_decay", allow_zero=True)
+
+    @property
+    def weight_decay(self):
+        return self._weight_decay
+
+
+class RMSprop(Optimizer):
+    """RMSprop as in Keras 3: v = rho v + (1 - rho) g^2, p -= lr g / sqrt(v + epsilon);
+    centered subtracts the squared running mean of g inside the root; momentum accumulates
+    the increments. Slots: "velocity" (and "average_gradient", "momentum")."""
+
+    _slot_names = ("velocity", "average_gradient", "momentum")
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check_fraction(rho, "RMSprop: rho")
+        self.momentum = _check_fraction(momentum, "RMSprop: momentum")
+        self.epsilon = _check_positive(epsilon, "RMSprop: epsilon")
+        self.centered = bool(centered)
+
+    def _slot_specs(self):
+        return [(True, 0.0), (self.centered, 0.0), (self.momentum > 0, 0.0)]
+
+    def _update(self, var, grad, slots, lr, step):
+        velocity, average_grad, moment = slots
+        _backend_of(var).rmsprop_update(var._data, grad, velocity, average_grad, moment, lr, self.rho,
+                                        self.momentum, self.epsilon)
+
+
+class Adagrad(Optimizer):
+    """Adagrad as in Keras 3: acc += g^2, p -= lr g / sqrt(acc + epsilon), the accumulator
+    starting at `initial_accumulator_value`. Slot: "accumulator"."""
+
+    _slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _check_positive(
+            initial_accumulator_value, "Adagrad: initial_accumulator_value", allow_zero=True)
+        self.epsilon = _check_positive(epsilon, "Adagrad: epsilon")
+
+    def _slot_specs(self):
+        return [(True, self.initial_accumulator_value)]
+
+    def _update(self, var, grad, slots, lr, step):
+        _backend_of(var).adagrad_update(var._data, grad, slots[0], lr, self.epsilon)
