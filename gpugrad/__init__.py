@@ -18,6 +18,8 @@ from .tape import (  # noqa: F401
 from .ops import *  # noqa: F401,F403
 from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401
 from .module import Module  # noqa: F401
+from .checkpoint import list_checkpoint, restore, save  # noqa: F401
+from .function import function  # noqa: F401
 from . import debugging, nn, optimizers, random  # noqa: F401
 
 __version__ = "0.1.0"

@@ -1,2 +1,140 @@
-"""gg.nn: activations (the primitives under their tf.nn names)."""
+"""gg.nn: activations (the primitives under their tf.nn names), softmax, cross-entropies, conv2d, Dense.
+
+The composites are sequences of gg ops with no VJP of their own: the tape differentiates them
+(any number of times) on every backend. No numpy/cupy here.
+"""
+import operator
+
+from . import ops as _ops
+from .ops import _axis, _tensor
+from .module import Dense  # noqa: F401
 from .primitives import relu, sigmoid, softplus, tanh  # noqa: F401
+
+
+def _shifted(logits, axis, what):
+    """(logits minus their maximum along axis, the normalized axis): exp of it cannot overflow.
+    The maximum is a constant to the tape: softmax does not depend on the shift."""
+    x = _tensor(logits)
+    axis = _axis(axis, x.ndim, x.shape, what)
+    return x - _ops.stop_gradient(_ops.reduce_max(x, axis=axis, keepdims=True)), axis
+
+
+def softmax(logits, axis=-1):
+    """exp(logits) / sum(exp(logits)) along `axis`, computed without overflow for large logits."""
+    z, axis = _shifted(logits, axis, "softmax")
+    e = _ops.exp(z)
+    return e / _ops.reduce_sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(logits, axis=-1):
+    """logits - log(sum(exp(logits))) along `axis`: exact where softmax would round to 0."""
+    z, axis = _shifted(logits, axis, "log_softmax")
+    return z - _ops.log(_ops.reduce_sum(_ops.exp(z), axis=axis, keepdims=True))
+
+
+def _same_dtype(what, a_name, a, b_name, b):
+    if a.dtype != b.dtype:
+        raise TypeError(f"{what}: {a_name} of dtype {a.dtype} and {b_name} of dtype {b.dtype} differ")
+
+
+def softmax_cross_entropy_with_logits(labels, logits, axis=-1):
+    """-sum(labels * log_softmax(logits)) along `axis`: one loss per example.
+
+    Args:
+      labels: a probability distribution along `axis`, of logits' shape and dtype. Gradients
+        flow to labels as well as to logits, as in TensorFlow 2.
+      logits: unnormalized log-probabilities.
+    """
+    labels, logits = _tensor(labels), _tensor(logits)
+    if labels.shape != logits.shape:
+        raise ValueError(f"softmax_cross_entropy_with_logits: labels of shape {labels.shape} and logits "
+                         f"of shape {logits.shape} differ")
+    _same_dtype("softmax_cross_entropy_with_logits", "labels", labels, "logits", logits)
+    return -_ops.reduce_sum(labels * log_softmax(logits, axis), axis=axis)
+
+
+def sparse_softmax_cross_entropy_with_logits(labels, logits):
+    """The softmax cross-entropy of integer class indices: -log_softmax(logits)[..., labels].
+
+    Args:
+      labels: integers in [0, classes) of shape logits.shape[:-1]; no gradient.
+      logits: unnormalized log-probabilities with the classes on the last axis.
+    Out-of-range labels raise ValueError (TensorFlow gives NaN on the GPU).
+    """
+    labels, logits = _tensor(labels), _tensor(logits)
+    what = "sparse_softmax_cross_entropy_with_logits"
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{what}: labels must be integers, got dtype {labels.dtype}")
+    if logits.ndim == 0 or labels.shape != logits.shape[:-1]:
+        raise ValueError(f"{what}: labels of shape {labels.shape} do not match logits of shape {logits.shape} "
+                         f"(labels need the shape of logits without its last axis)")
+    classes = logits.shape[-1]
+    if labels.size:
+        for bad in (int(_ops.reduce_min(labels)), int(_ops.reduce_max(labels))):
+            if not 0 <= bad < classes:
+                raise ValueError(f"{what}: label {bad} is out of range for {classes} classes")
+    indices = _ops.range(classes, dtype=labels.dtype, device=labels.device)
+    one_hot = _ops.cast(_ops.expand_dims(labels, -1) == indices, logits.dtype)
+    return softmax_cross_entropy_with_logits(one_hot, logits)
+
+
+def _strides(strides):
+    """(sh, sw) from an int, a pair or TensorFlow's [1, sh, sw, 1]."""
+    try:
+        items = (operator.index(strides),) * 2
+    except TypeError:
+        items = tuple(strides)
+    if len(items) == 4 and items[0] == items[3] == 1:
+        items = items[1:3]
+    if len(items) != 2 or any(operator.index(s) <= 0 for s in items):
+        raise ValueError(f"conv2d: strides must be a positive int, a pair or [1, sh, sw, 1], got {strides!r}")
+    return items
+
+
+def _zero_pad(x, axis, before, after):
+    """x with `before` zeros ahead of it and `after` zeros behind it along axis."""
+    if not before and not after:
+        return x
+    head, tail = (_ops.zeros(x.shape[:axis] + (k,) + x.shape[axis + 1:], dtype=x.dtype, device=x.device)
+                  for k in (before, after))
+    return _ops.concat([head, x, tail], axis)
+
+
+def conv2d(input, filters, strides=1, padding="VALID"):
+    """2-D cross-correlation of NHWC `input` (N, H, W, C) with HWIO `filters` (KH, KW, C, O).
+
+    Args:
+      strides: an int, a pair (sh, sw) or [1, sh, sw, 1].
+      padding: "VALID" (no padding) or "SAME" (output size ceil(H / sh) by ceil(W / sw); zeros
+        split evenly, the odd one at the end, as in TensorFlow).
+    Returns (N, Ho, Wo, O). Computed as one matmul of the gathered patches; gradients for input
+    and filters come from the tape. Departures from TensorFlow: strides and padding have
+    defaults; NHWC only, no dilations, no explicit padding lists.
+    """
+    x, w = _tensor(input), _tensor(filters)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: input (N, H, W, C) and filters (KH, KW, C, O) need rank 4, got shapes "
+                         f"{x.shape} and {w.shape}")
+    if x.shape[3] != w.shape[2]:
+        raise ValueError(f"conv2d: input of shape {x.shape} has {x.shape[3]} channels but filters of shape "
+                         f"{w.shape} expect {w.shape[2]}")
+    _same_dtype("conv2d", "input", x, "filters", w)
+    if padding not in ("VALID", "SAME"):
+        raise ValueError(f'conv2d: padding must be "VALID" or "SAME", got {padding!r}')
+    (n, h, wd, c), (kh, kw, _, o) = x.shape, w.shape
+    sh, sw = _strides(strides)
+    if padding == "SAME":
+        ho, wo = -(-h // sh), -(-wd // sw)
+        pad_h, pad_w = max((ho - 1) * sh + kh - h, 0), max((wo - 1) * sw + kw - wd, 0)
+        x = _zero_pad(_zero_pad(x, 1, pad_h // 2, pad_h - pad_h // 2), 2, pad_w // 2, pad_w - pad_w // 2)
+    elif kh > h or kw > wd:
+        raise ValueError(f'conv2d: filters of shape {w.shape} are larger than input of shape {x.shape} '
+                         f'with padding "VALID"')
+    else:
+        ho, wo = (h - kh) // sh + 1, (wd - kw) // sw + 1
+    # Patch (i, j) holds the input under filter tap (i, j) at every output position: stacking
+    # the taps in row-major order before the channels matches reshape(filters, (KH*KW*C, O)).
+    # The stop i + ho*sh (not the tight i + (ho-1)*sh + 1) keeps the slice empty when ho is 0.
+    patches = _ops.stack([x[:, i:i + ho * sh:sh, j:j + wo * sw:sw, :] for i in range(kh) for j in range(kw)], 3)
+    out = _ops.reshape(patches, (n * ho * wo, kh * kw * c)) @ _ops.reshape(w, (kh * kw * c, o))
+    return _ops.reshape(out, (n, ho, wo, o))

@@ -4,13 +4,14 @@ Backend-neutral: each update goes through the fused entry point of the variables
 (`sgd_update`, `adam_update`, ...), in place, so a Variable keeps its buffer. No numpy or
 cupy here, and no branching on the device.
 """
+import functools
 import numbers
 
 from . import backend as _backend
 from . import debugging as _debugging
 from . import ops as _ops
 from .tape import GradientTape
-from .tensor import Tensor, Variable, constant
+from .tensor import _CAPTURING, Tensor, Variable, constant
 
 
 def _check_positive(value, what, allow_zero=False):
@@ -150,16 +151,24 @@ class Optimizer:
             pairs.append((self._checked_gradient(grad, var), var))
         if not pairs:
             return
-        grads = self._clipped([g for g, _ in pairs])
+        variables = [var for _, var in pairs]
+        grads = [g._data for g, _ in pairs]
+        if _CAPTURING:  # inside gg.function: replays run the whole update again
+            _CAPTURING[0].call(functools.partial(self._apply, variables), *grads)
+        else:
+            self._apply(variables, *grads)
+
+    def _apply(self, variables, *grads):
+        grads = self._clipped([Tensor(g, var._device) for g, var in zip(grads, variables)])
         if self.check_numerics:
-            for g, (_, var) in zip(grads, pairs):
+            for g, var in zip(grads, variables):
                 if not _debugging.all_finite(g):
-                    raise FloatingPointError(f"{name}: the gradient of Variable '{var.name}' holds NaN or "
-                                             f"infinity (step {self.iterations}); no variable was updated")
-        self.build(var for _, var in pairs)
+                    raise FloatingPointError(f"{type(self).__name__}: the gradient of Variable '{var.name}' holds "
+                                             f"NaN or infinity (step {self.iterations}); no variable was updated")
+        self.build(variables)
         lr = self.learning_rate
         self.iterations += 1
-        for g, (_, var) in zip(grads, pairs):
+        for g, var in zip(grads, variables):
             self._update(var, g._data, [None if s is None else s._data for s in self._slots[var]], lr,
                          self.iterations)
             var._version += 1

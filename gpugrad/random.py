@@ -2,7 +2,7 @@
 the same values on every device."""
 from . import backend as _backend
 from .ops import _device, _shape
-from .tensor import Tensor
+from .tensor import _CAPTURING, Tensor
 
 
 def set_seed(seed):
@@ -11,6 +11,8 @@ def set_seed(seed):
 
 
 def _random(distribution, shape, a, b, dtype, seed, device):
+    if _CAPTURING:  # a replay would repeat the same draw
+        _CAPTURING[0].taint(f"gg.random.{distribution} draws new values on every call")
     device = _device(device)
     values = _backend.host_random(distribution, _shape(shape, distribution), a, b, _backend.as_dtype(dtype), seed)
     return Tensor(_backend.backend_of(device).asarray(values), device)

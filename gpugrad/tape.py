@@ -10,7 +10,7 @@ import inspect
 import itertools
 import math
 
-from .tensor import Tensor, Variable, constant
+from .tensor import _CAPTURING, Tensor, Variable, constant
 
 REGISTRY = {}
 _ACTIVE = []  # tapes currently recording, in the order they started
@@ -101,6 +101,8 @@ def _make_op(forward, name, differentiable, linear):
         result = Tensor(out, device)
         if _ACTIVE and differentiable and out.dtype.kind in "fc":
             _record(op, args, params, result)
+        if _CAPTURING:
+            _CAPTURING[0].record(forward, args, params, out)
         return result
 
     def defvjp(vjp):
@@ -173,6 +175,8 @@ def _apply(prim, args, params):
     result = Tensor(out, device)
     if _ACTIVE and prim.differentiable and out.dtype.kind in "fc":
         _record(prim, args, params, result)
+    if _CAPTURING:
+        _CAPTURING[0].record(prim.forward, args, params, out)
     return result
 
 

@@ -2,9 +2,21 @@
 
 No math here: operators forward to the primitives; arrays come from the backend.
 """
+import functools
 import itertools
+import operator
 
 from . import backend as _backend
+
+
+# The gg.function capture in progress, if any (gpugrad/function.py): it must hear of every
+# read of a value on the host, which would freeze that value into the replayed calls.
+_CAPTURING = []
+
+
+def _host_read(what):
+    if _CAPTURING:
+        _CAPTURING[0].taint(f"{what} read a tensor's value on the host")
 
 
 class _ArrayValue:
@@ -39,20 +51,24 @@ class _ArrayValue:
 
     def numpy(self):
         """A host numpy.ndarray copy of the value."""
+        _host_read("numpy()")
         return _backend.backend_of(self._device).to_host(self._data)
 
     def __array__(self, dtype=None, copy=None):
+        _host_read("a conversion to a numpy array")
         if self._device != "cpu":
             raise TypeError(f"a tensor on {self._device} cannot become a numpy array implicitly; call .numpy()")
         return _backend.host_array(self._data, dtype, copy)
 
     def __dlpack__(self, *args, **kwargs):
+        _host_read("__dlpack__()")
         return _backend.as_array(self._data).__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
         return _backend.as_array(self._data).__dlpack_device__()
 
     def _item(self, what):
+        _host_read(f"{what}()")
         if self._data.size != 1:
             raise TypeError(f"{what}() needs a tensor of one element, got shape {self._data.shape}")
         return self._data.item()
@@ -64,6 +80,7 @@ class _ArrayValue:
         return int(self._item("int"))
 
     def __bool__(self):
+        _host_read("bool()")
         return bool(self._data)
 
     def __len__(self):
@@ -81,6 +98,7 @@ class _ArrayValue:
     __array_ufunc__ = None  # numpy scalars and arrays defer to our operators: np.float32(2) * t is a Tensor
 
     def _value_repr(self):
+        _host_read("repr()")
         return str(_backend.backend_of(self._device).to_host(self._data))
 
     # Operators: the primitives themselves are bound at the end of this module (one Python
@@ -160,27 +178,38 @@ class Variable(_ArrayValue):
 
     def assign(self, value):
         """Overwrite the value in place; returns the Variable."""
-        self._data[...] = self._new_value(value, "assign")
-        self._version += 1
-        return self
+        return self._write(_copy_into, self._new_value(value, "assign"))
 
     def assign_add(self, delta):
         """Add `delta` in place; returns the Variable."""
-        self._data += self._new_value(delta, "assign_add")
-        self._version += 1
-        return self
+        return self._write(operator.iadd, self._new_value(delta, "assign_add"))
 
     def assign_sub(self, delta):
         """Subtract `delta` in place; returns the Variable."""
-        self._data -= self._new_value(delta, "assign_sub")
-        self._version += 1
+        return self._write(operator.isub, self._new_value(delta, "assign_sub"))
+
+    def _write(self, update, data):
+        if _CAPTURING:  # a gg.function capture replays the write
+            _CAPTURING[0].call(functools.partial(self._write_now, update), data)
+        else:
+            self._write_now(update, data)
         return self
+
+    def _write_now(self, update, data):
+        update(self._data, data)
+        self._version += 1
+
+
+def _copy_into(target, source):
+    target[...] = source
 
 
 def _to_array(value, dtype, device):
     """(array, device) for constant/Variable construction: copies, infers dtypes as TF does."""
     dtype = _backend.as_dtype(dtype)
     if type(value) is Tensor or type(value) is Variable:
+        if _CAPTURING:
+            _CAPTURING[0].copied(value)
         target = value._device if device is None else _backend.canonical_device(device)
         if target != value._device:
             data = _backend.backend_of(target).asarray(value.numpy(), dtype)

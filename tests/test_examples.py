@@ -37,8 +37,8 @@ def test_readme_python_examples_run():
             del REGISTRY[name]
 
 
-def test_seed_step_benchmark_runs_and_agrees():
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_seed_step.py"), "--steps", "3",
+def test_training_benchmark_runs_and_agrees():
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_training.py"), "--steps", "3",
                           "--repeats", "1"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "gpugrad" in run.stdout and "vs numpy" in run.stdout
+    assert "gpugrad gg.function" in run.stdout and "wide:" in run.stdout and "vs numpy" in run.stdout
