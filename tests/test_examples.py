@@ -42,3 +42,50 @@ def test_training_benchmark_runs_and_agrees():
                           "--repeats", "1"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "gpugrad gg.function" in run.stdout and "wide:" in run.stdout and "vs numpy" in run.stdout
+
+
+def _run_example(name, *args):
+    run = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_two_layer_regression_trains_plots_and_checkpoints(tmp_path):
+    """The main job with the seed settings: the loss every 20 steps, a PNG, a checkpoint
+    that safetensors reads, the named partial derivatives, and a fitted curve."""
+    import safetensors.numpy
+
+    out = _run_example("two_layer_regression.py", "--device", "cpu", "--out", str(tmp_path))
+    losses = [float(line.split("Loss:")[1]) for line in out.splitlines() if "Loss:" in line]
+    assert len(losses) == 100  # steps 0, 20, ..., 1980
+    final = float(out.split("final loss:")[1].split()[0])
+    assert final < 0.01 < losses[0], (final, losses[0])  # the noise alone is 0.0025
+    for name in ("hidden/kernel", "hidden/bias", "output/kernel", "output/bias"):
+        assert f"d loss / d {name}" in out
+    assert (tmp_path / "two_layer_regression.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = safetensors.numpy.load_file(str(tmp_path / "two_layer_regression.safetensors"))
+    assert saved["model/hidden/kernel"].shape == (1, 3) and saved["optimizer/iterations"] == 2000
+
+
+def test_two_layer_regression_options(tmp_path):
+    out = _run_example("two_layer_regression.py", "--quiet", "--steps", "30", "--hidden", "8", "--points", "50",
+                       "--optimizer", "adam", "--lr", "0.05", "--seed", "1", "--out", str(tmp_path))
+    assert "Loss:" not in out and "final loss:" in out and "8 sigmoid" in out
+
+
+def test_linear_regression_prints_epochs_as_the_seed():
+    out = _run_example("linear_regression.py", "--epochs", "20")
+    epochs = [line for line in out.splitlines() if line.startswith("epoch:")]
+    assert len(epochs) == 20
+    first_loss = float(epochs[0].split("loss:")[1].split()[0])
+    last_loss = float(epochs[-1].split("loss:")[1].split()[0])
+    assert first_loss > 10 > 1 > last_loss  # the seed's pattern: large, then small
+    assert abs(float(out.split("w = ")[1].split(",")[0]) - 3) < 0.05
+
+
+def test_custom_gradient_example_learns_only_with_straight_through():
+    out = _run_example("custom_gradient.py", "--steps", "200")
+    plain, straight = [line for line in out.splitlines() if "signs matching" in line]
+    assert "largest first |gradient| 0 " in plain
+    assert straight.rstrip().endswith("100%")
