@@ -5,10 +5,11 @@ from . import random as _random
 from .tensor import Variable
 
 
-def _walk(value, path, seen):
-    """(path, Variable) pairs under `value`: Variables, Modules, lists, tuples and dicts,
-    recursively; each Variable and Module once, at the first path that reaches it."""
-    if type(value) is Variable:
+def _walk(value, path, seen, leaf=Variable):
+    """(path, object) pairs of the instances of `leaf` (Variables, or optimizers for the
+    checkpoints) under `value`, through Modules, lists, tuples and dicts, recursively; each
+    leaf and Module once, at the first path that reaches it."""
+    if isinstance(value, leaf):
         if id(value) not in seen:
             seen.add(id(value))
             yield path, value
@@ -17,13 +18,13 @@ def _walk(value, path, seen):
             seen.add(id(value))
             for key, item in vars(value).items():
                 if not key.startswith("_"):
-                    yield from _walk(item, f"{path}/{key}" if path else key, seen)
+                    yield from _walk(item, f"{path}/{key}" if path else key, seen, leaf)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            yield from _walk(item, f"{path}/{index}" if path else str(index), seen)
+            yield from _walk(item, f"{path}/{index}" if path else str(index), seen, leaf)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk(item, f"{path}/{key}" if path else str(key), seen)
+            yield from _walk(item, f"{path}/{key}" if path else str(key), seen, leaf)
 
 
 class Module:

@@ -22,9 +22,10 @@ def test_derivatives_tour_prints_every_seed_value():
 ROOT = EXAMPLES.parent
 
 
-def test_readme_python_examples_run():
-    """Every ```python block of the README runs as written (primitives it registers are
-    removed afterwards, so that the registry stays as the library defines it)."""
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """Every ```python block of the README runs as written, in an empty folder (primitives
+    it registers are removed afterwards, so that the registry stays as the library defines it)."""
+    monkeypatch.chdir(tmp_path)
     text = (ROOT / "README.md").read_text()
     blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
     assert len(blocks) >= 2

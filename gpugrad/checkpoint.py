@@ -1,0 +1,244 @@
+"""gg.save, gg.restore and gg.list_checkpoint: Variables and optimizer state in safetensors files.
+
+The format itself is the safetensors package's business; this module only names values,
+moves them to and from the host, checks them and makes writes atomic. No math here.
+"""
+import errno
+import os
+import uuid
+
+import numpy
+from safetensors import SafetensorError, safe_open
+from safetensors import numpy as _safetensors_numpy
+
+from .module import Module, _walk
+from .optimizers import Optimizer
+from .tensor import Variable
+
+# safetensors dtype codes as NumPy dtype names: every dtype a gpugrad Variable can have
+# and safetensors can store (complex128 is not among them).
+_DTYPE_NAMES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "I32": "int32",
+                "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16", "F32": "float32",
+                "F64": "float64", "C64": "complex64"}
+
+_BUILD_HINT = ("\nOptimizer state does not line up: restore builds a fresh optimizer's state only for variables "
+               "of the object whose slots the file holds; otherwise call optimizer.build(var_list) with the "
+               "variables it was saved with, before gg.restore.")
+
+
+def _join(path, key):
+    return f"{path}/{key}" if path else str(key)
+
+
+def _optimizers(obj):
+    """(path, Optimizer) pairs under `obj`, along the paths `module._walk` takes."""
+    return list(_walk(obj, "", set(), Optimizer))
+
+
+def _check_savable(obj, what):
+    if not isinstance(obj, (Module, Variable, dict, list, tuple, Optimizer)):
+        raise TypeError(f"{what}: expected a gg.Module, gg.Variable, optimizer, dict, list or tuple, "
+                        f"got {type(obj).__name__}")
+
+
+def _flatten(obj, what):
+    """{name: Variable, or the Optimizer whose `iterations` the name holds}, in saving order,
+    and the set of names that hold optimizer state."""
+    variable_paths = {}
+    entries = {}
+    optimizer_names = set()
+
+    def add(name, target):
+        if name in entries:
+            raise ValueError(f"{what}: two values would be saved under the name {name!r}")
+        entries[name] = target
+
+    for path, var in _walk(obj, "", set()):
+        variable_paths[var] = path
+        add(path, var)
+    for path, opt in _optimizers(obj):
+        add(_join(path, "iterations"), opt)
+        optimizer_names.add(_join(path, "iterations"))
+        for index, var in enumerate(opt.variables):
+            base = variable_paths.get(var)
+            if base is None:
+                base = _join(path, f"variables/{index}")
+                add(base, var)
+                optimizer_names.add(base)
+            for slot, slot_variable in opt.slots(var).items():
+                add(_join(base, slot), slot_variable)
+                optimizer_names.add(_join(base, slot))
+    return entries, optimizer_names
+
+
+def _expected(target):
+    """(shape, dtype name) of what a flattened entry holds."""
+    if isinstance(target, Optimizer):
+        return (), "int64"
+    return tuple(target.shape), target.dtype.name
+
+
+def _describe(shape, dtype):
+    return f"shape {shape} {dtype}"
+
+
+def save(path, obj):
+    """Write `obj`'s Variables (and optimizer state) to a safetensors file at `path`, atomically.
+
+    `obj` is a gg.Module, a gg.Variable, an optimizer, or a dict, list or tuple of these
+    (nested). Names are the attribute, key and index paths joined by "/", as
+    `Module.named_variables` gives them: `{"model": m}` saves `model/layers/0/kernel`; a
+    lone Variable has the empty path, so its name is "" (it restores into any Variable of
+    its shape and dtype). An optimizer at path P saves
+    `P/iterations` (a 0-d int64) and each slot of a variable it has state for as
+    `<variable path>/<slot>` (e.g. `model/layers/0/kernel/m` for Adam), where the variable
+    path is the one the variable has elsewhere in `obj`; a variable of the optimizer found
+    nowhere else in `obj` is saved itself at `P/variables/<i>` (i its index in
+    `optimizer.variables`), its slots under that name. Two values under one name raise
+    ValueError; a dtype safetensors cannot store (complex128) raises TypeError.
+
+    Values are copied to the host. The file is written to a temporary file in the same
+    directory, flushed to disk and renamed over `path`, so a crash or an error leaves the
+    previous file at `path` untouched. The metadata records {"format": "gpugrad",
+    "gpugrad_version": ...}; any safetensors reader (`safetensors.numpy.load_file`) reads it.
+
+    Departures from TensorFlow: tf.train.Checkpoint writes its own format (an index plus
+    data shards) keyed by object-graph paths; gpugrad writes one safetensors file keyed by
+    the paths above, and saves no learning rate or other hyperparameters.
+    """
+    from . import __version__  # here, not at import time: gpugrad/__init__.py sets it last
+
+    _check_savable(obj, "save")
+    entries, _ = _flatten(obj, "save")
+    tensors = {}
+    for name, target in entries.items():
+        if isinstance(target, Optimizer):
+            tensors[name] = numpy.array(target.iterations, dtype=numpy.int64)
+            continue
+        array = numpy.asarray(target.numpy(), order="C")
+        if array.dtype.name not in _DTYPE_NAMES.values():
+            raise TypeError(f"save: Variable {name!r} has dtype {array.dtype.name}, which safetensors cannot "
+                            f"store (it stores {', '.join(_DTYPE_NAMES.values())})")
+        tensors[name] = array
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"save: no directory {directory!r} to write the checkpoint in", path)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        _safetensors_numpy.save_file(tensors, temporary,
+                                     metadata={"format": "gpugrad", "gpugrad_version": __version__})
+        with open(temporary, "r+b") as written:
+            os.fsync(written.fileno())  # the bytes are on disk before the name points at them
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _read(path, what, load_values):
+    """({name: (shape, dtype name)}, {name: host array}) from the file at `path`; values are
+    loaded (copied) only when `load_values`, and only for dtypes NumPy holds."""
+    path = os.fspath(path)
+    listing, values = {}, {}
+    try:
+        with safe_open(path, framework="np") as handle:
+            for name in handle.keys():
+                piece = handle.get_slice(name)
+                code = piece.get_dtype()
+                listing[name] = (tuple(piece.get_shape()), _DTYPE_NAMES.get(code, code))
+                if load_values and code in _DTYPE_NAMES:
+                    values[name] = numpy.array(handle.get_tensor(name))
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{what}: no checkpoint file at {path!r}", path) from None
+    except SafetensorError as error:
+        raise ValueError(f"{what}: {path!r} is not a readable safetensors checkpoint ({error})") from None
+    return listing, values
+
+
+def list_checkpoint(path):
+    """{name: (shape tuple, dtype name such as "float32")} of the checkpoint at `path`,
+    read from the header alone (no values are loaded).
+
+    A missing file raises FileNotFoundError; a truncated or corrupted one ValueError.
+    Dtypes NumPy has no name for (bfloat16, float8...) keep their safetensors code ("BF16").
+    Departure from TensorFlow: tf.train.list_variables returns [(name, shape)] pairs
+    without dtypes.
+    """
+    return _read(path, "list_checkpoint", load_values=False)[0]
+
+
+def _build_from_file(obj, listing):
+    """Build the state of each variable of `obj` that an optimizer in `obj` has none for yet
+    but the file holds slots of; a variable two optimizers could claim is left alone.
+    Returns [(optimizer, variable), ...] built, so that they can be undone."""
+    optimizers = [opt for _, opt in _optimizers(obj)]
+    built = []
+    for path, var in _walk(obj, "", set()):
+        claims = [opt for opt in optimizers if not any(v is var for v in opt.variables)
+                  and any(_join(path, slot) in listing for slot in opt._slot_names)]
+        if len(claims) == 1:
+            claims[0].build([var])
+            built.append((claims[0], var))
+    return built
+
+
+def _mismatches(entries, optimizer_names, listing, optimizers):
+    """([line per difference between the flattened object and the file's listing], whether
+    some of them are optimizer state)."""
+    problems = []
+    for name, target in entries.items():
+        expected = _expected(target)
+        if name not in listing:
+            problems.append(f"  {name!r}: expected {_describe(*expected)}, found nothing (not in the file)")
+        elif listing[name] != expected:
+            problems.append(f"  {name!r}: expected {_describe(*expected)}, found {_describe(*listing[name])}")
+    unmatched_state = [name for name in optimizer_names if name not in listing]
+    for name, found in listing.items():
+        if name not in entries:
+            problems.append(f"  {name!r}: expected nothing (the object has no such name), found {_describe(*found)}")
+            parent, _, last = name.rpartition("/")
+            if optimizers and (isinstance(entries.get(parent), Variable) or any(
+                    name.startswith(_join(p, "variables/")) or last in opt._slot_names for p, opt in optimizers)):
+                unmatched_state.append(name)  # the state of some variable
+    return problems, bool(unmatched_state)
+
+
+def restore(path, obj):
+    """Load the checkpoint at `path` into `obj`'s Variables (and optimizer state), in place.
+
+    `obj` and the names are as for `gg.save`. The whole file is read and checked first:
+    names the file lacks, names `obj` lacks, and shape or dtype differences are all listed
+    in one ValueError, and nothing is changed. Only then is every Variable assigned (in
+    place, on its own device) and every optimizer's `iterations` set. An optimizer in `obj`
+    without state for a variable whose slots the file holds builds it first, so a fresh
+    optimizer can be restored next to its model; otherwise build it yourself with
+    `optimizer.build(var_list)`. A missing file raises FileNotFoundError, a truncated or
+    corrupted one ValueError. Returns None.
+
+    Departures from TensorFlow: tf.train.Checkpoint.restore matches lazily (values wait for
+    variables created later) and reports unmatched names only on request
+    (`assert_consumed`); gpugrad matches everything at once and strictly, and reads only
+    safetensors files, not TensorFlow checkpoints.
+    """
+    _check_savable(obj, "restore")
+    path = os.fspath(path)
+    listing, values = _read(path, "restore", load_values=True)
+    built = _build_from_file(obj, listing)
+    try:
+        entries, optimizer_names = _flatten(obj, "restore")
+        problems, state = _mismatches(entries, optimizer_names, listing, list(_optimizers(obj)))
+        if problems:
+            raise ValueError(f"restore: {path!r} does not match the object ({len(problems)} "
+                             f"mismatch{'es' if len(problems) > 1 else ''}; nothing was restored):\n"
+                             + "\n".join(problems) + (_BUILD_HINT if state else ""))
+    except BaseException:
+        for opt, var in built:
+            del opt._slots[var]  # undo the build: a failed restore leaves the optimizer as it was
+        raise
+    for name, target in entries.items():
+        if isinstance(target, Optimizer):
+            target.iterations = int(values[name])
+        else:
+            target.assign(values[name])
