@@ -295,11 +295,20 @@ def clip_by_norm(t, clip_norm, axes=None):
     all axes by default) is at most `clip_norm`. The gradient is finite at t = 0."""
     clip_norm = _positive(clip_norm, "clip_by_norm")
     t = _tensor(t)
-    squared = _squared_norm(t, None if axes is None else _axes(axes, t, "clip_by_norm"))
-    # sqrt's derivative is infinite at 0: take it of a safe value there (norm 0 never clips).
-    positive = _p.greater(squared, 0)
-    norm = where(positive, _p.sqrt(where(positive, squared, 1)), 0)
-    return _p.divide(_p.multiply(t, clip_norm), _p.maximum(norm, clip_norm))
+    norm = _norm(_squared_norm(t, None if axes is None else _axes(axes, t, "clip_by_norm")))
+    return _p.multiply(t, _scale(norm, clip_norm))
+
+
+def _norm(squared):
+    """sqrt with a zero gradient at 0 (sqrt's own is infinite there; a norm of 0 never clips)."""
+    zero = _p.equal(squared, 0)
+    return where(zero, 0, _p.sqrt(where(zero, 1, squared)))
+
+
+def _scale(norm, clip_norm):
+    """clip_norm / max(norm, clip_norm), NaN where the norm is infinite or NaN, so that the
+    clipped values are NaN there (as in TensorFlow) without an inf * 0 along the way."""
+    return where(_p.less(norm, float("inf")), _p.divide(clip_norm, _p.maximum(norm, clip_norm)), float("nan"))
 
 
 def clip_by_global_norm(t_list, clip_norm):
@@ -314,6 +323,6 @@ def clip_by_global_norm(t_list, clip_norm):
     total = _squared_norm(present[0])
     for t in present[1:]:
         total = _p.add(total, _p.cast(_squared_norm(t), dtype=total.dtype))
-    global_norm = _p.sqrt(total)
-    scale = _p.divide(clip_norm, _p.maximum(global_norm, clip_norm))
+    global_norm = _norm(total)
+    scale = _scale(global_norm, clip_norm)
     return [None if t is None else _p.multiply(t, _p.cast(scale, dtype=t.dtype)) for t in tensors], global_norm

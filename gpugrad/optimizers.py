@@ -159,12 +159,13 @@ class Optimizer:
             self._apply(variables, *grads)
 
     def _apply(self, variables, *grads):
-        grads = self._clipped([Tensor(g, var._device) for g, var in zip(grads, variables)])
-        if self.check_numerics:
+        grads = [Tensor(g, var._device) for g, var in zip(grads, variables)]
+        if self.check_numerics:  # before clipping, which spreads one NaN to every gradient
             for g, var in zip(grads, variables):
                 if not _debugging.all_finite(g):
                     raise FloatingPointError(f"{type(self).__name__}: the gradient of Variable '{var.name}' holds "
                                              f"NaN or infinity (step {self.iterations}); no variable was updated")
+        grads = self._clipped(grads)
         self.build(variables)
         lr = self.learning_rate
         self.iterations += 1
