@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import gpugrad as gg
+from helpers import first_grad
 from gpugrad import primitives as P
 from gpugrad.tape import REGISTRY
 
@@ -242,16 +243,6 @@ VARIANTS = {
     "x * sin(x)": _unary(lambda x: x * gg.sin(x)),
     "x @ x^T": Case(lambda x: x @ gg.transpose(x), ANY, dims=dict(min_dims=2, max_dims=2)),
 }
-
-
-def first_grad(f, xs):
-    """The gradients of sum(w * f(*xs)) for fixed weights w, flattened into one vector."""
-    with gg.GradientTape() as tape:
-        tape.watch(list(xs))
-        y = f(*xs)
-    w = gg.constant(np.random.default_rng(7).normal(size=y.shape) + 1.0, dtype=y.dtype)
-    grads = tape.gradient(y, list(xs), output_gradients=w, unconnected_gradients="zero")
-    return gg.concat([gg.reshape(g, [-1]) for g in grads], 0)
 
 
 ALL = {**CASES, **VARIANTS}
