@@ -13,17 +13,13 @@ def _walk(value, path, seen, leaf=Variable):
         if id(value) not in seen:
             seen.add(id(value))
             yield path, value
-    elif isinstance(value, Module):
-        if id(value) not in seen:
-            seen.add(id(value))
-            for key, item in vars(value).items():
-                if not key.startswith("_"):
-                    yield from _walk(item, f"{path}/{key}" if path else key, seen, leaf)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _walk(item, f"{path}/{index}" if path else str(index), seen, leaf)
-    elif isinstance(value, dict):
-        for key, item in value.items():
+    elif isinstance(value, (Module, list, tuple, dict)) and id(value) not in seen:
+        seen.add(id(value))  # containers too: a list holding itself ends the walk
+        if isinstance(value, Module):
+            items = ((key, item) for key, item in vars(value).items() if not key.startswith("_"))
+        else:
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
             yield from _walk(item, f"{path}/{key}" if path else str(key), seen, leaf)
 
 
@@ -87,13 +83,17 @@ class Dense(Module):
                 raise ValueError(f"Dense: {what} must be a positive int, got {value!r}")
         if activation is not None and not callable(activation):
             raise TypeError(f"Dense: activation must be callable or None, got {activation!r}")
-        init = _INITIALIZERS.get(kernel_initializer, kernel_initializer)
+        init = _INITIALIZERS.get(kernel_initializer) if isinstance(kernel_initializer, str) else kernel_initializer
         if not callable(init):
             raise ValueError(f"Dense: unknown kernel_initializer {kernel_initializer!r}; use one of "
                              f"{sorted(_INITIALIZERS)} or a callable f(shape, dtype, seed)")
         dtype = _backend.as_dtype(dtype)
         with _backend.device(device or _backend.default_device()):
-            self.kernel = Variable(init((in_features, units), dtype, seed), dtype=dtype, name="kernel")
+            kernel = init((in_features, units), dtype, seed)
+            if tuple(kernel.shape) != (in_features, units):
+                raise ValueError(f"Dense: kernel_initializer returned shape {tuple(kernel.shape)}, expected "
+                                 f"{(in_features, units)}")
+            self.kernel = Variable(kernel, dtype=dtype, name="kernel")
             self.bias = Variable(_ops.fill((units,), bias_initializer, dtype=dtype), name="bias")
         self.activation = activation
 

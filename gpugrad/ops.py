@@ -5,6 +5,7 @@ shapes, dtypes, index keys) and name the offending values in errors before calli
 create new tensors on a device. No math happens here.
 """
 import builtins
+import numbers
 import operator
 
 from . import backend as _backend
@@ -285,14 +286,16 @@ def _squared_norm(t, axes=None):
 
 
 def _positive(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"{what}: clip_norm must be a positive number, got {value!r}")
     return float(value)
 
 
 def clip_by_norm(t, clip_norm, axes=None):
     """t * clip_norm / max(norm(t), clip_norm): rescales `t` so that its L2 norm (over `axes`,
-    all axes by default) is at most `clip_norm`. The gradient is finite at t = 0."""
+    all axes by default) is at most `clip_norm`. The gradient is finite at t = 0. An
+    infinite or NaN norm makes the whole tensor (or slice along `axes`) NaN; TensorFlow
+    computes inf / inf = NaN there and 0 for the finite entries."""
     clip_norm = _positive(clip_norm, "clip_by_norm")
     t = _tensor(t)
     norm = _norm(_squared_norm(t, None if axes is None else _axes(axes, t, "clip_by_norm")))
