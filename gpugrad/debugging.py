@@ -1,10 +1,12 @@
 """gg.debugging: checks that stop training at the first NaN or infinity."""
 from .backend import xp_of
 from .ops import _tensor
+from .tensor import _host_read
 
 
 def all_finite(x):
     """True when no element of `x` is NaN or infinite (reads the value on the host)."""
+    _host_read("gg.debugging")
     data = _tensor(x)._data
     return data.dtype.kind not in "fc" or bool(xp_of(data).isfinite(data).all())
 

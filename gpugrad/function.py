@@ -7,7 +7,7 @@ No numpy or cupy here: the recorded calls are the primitives' own forwards.
 import functools
 import warnings
 
-from .tape import _ACTIVE, _flatten, _unflatten
+from .tape import _ACTIVE
 from .tensor import _CAPTURING, Tensor, Variable, constant
 
 _SCALARS = (bool, int, float, complex, str, type(None))
@@ -69,21 +69,29 @@ class _Capture:
         self.steps.append((fn, slots, None, None, False))
 
     def plan(self, result):
-        """The replay function, with `result`'s Tensors mapped to slots."""
-        leaves, rebuild = _flatten_result(result)
-        outputs = []
-        for leaf in leaves:
-            if type(leaf) is Tensor and self.slot_of.get(id(leaf._data)) in self.computed:
-                outputs.append((self.slot_of[id(leaf._data)], leaf._device))
-            else:
-                outputs.append((None, leaf))  # Variables, constants and Python values come back as they are
-        replay = _compile(self.steps, self.arg_slots, [s for s, _ in outputs if s is not None],
+        """The replay function: the recorded calls, then `result`'s structure rebuilt with a
+        fresh Tensor wherever it held a computed one."""
+        output_slots = []
+        rebuild = self._rebuilder(result, output_slots)
+        replay = _compile(self.steps, self.arg_slots, output_slots,
                           {f"v{slot}": value for slot, value in enumerate(self.values) if slot not in self.computed})
+        return lambda arg_arrays: rebuild(replay(*arg_arrays))
 
-        def run(arg_arrays):
-            computed = iter(replay(*arg_arrays))
-            return rebuild([value if slot is None else Tensor(next(computed), value) for slot, value in outputs])
-        return run
+    def _rebuilder(self, result, output_slots):
+        """A function of the replayed output values that builds a result shaped like `result`
+        (tuples, lists, namedtuples, dicts); it holds none of the capture's computed values."""
+        if type(result) is Tensor and self.slot_of.get(id(result._data)) in self.computed:
+            index, device = len(output_slots), result._device
+            output_slots.append(self.slot_of[id(result._data)])
+            return lambda outputs: Tensor(outputs[index], device)
+        if isinstance(result, (list, tuple)):
+            parts = [self._rebuilder(item, output_slots) for item in result]
+            make = type(result)._make if hasattr(result, "_fields") else type(result)
+            return lambda outputs: make([part(outputs) for part in parts])
+        if isinstance(result, dict):
+            parts = {key: self._rebuilder(item, output_slots) for key, item in result.items()}
+            return lambda outputs: {key: part(outputs) for key, part in parts.items()}
+        return lambda outputs: result  # Variables, constants and Python values come back as they are
 
 
 def _compile(steps, arg_slots, output_slots, constants):
@@ -117,13 +125,6 @@ def _unalias(out, *inputs):
     return out.copy() if out.base is not None or any(out is i for i in inputs) else out
 
 
-def _flatten_result(result):
-    if isinstance(result, (list, tuple, dict)):
-        leaves = _flatten(result, "gg.function result")
-        return leaves, functools.partial(_unflatten, result)
-    return [result], lambda leaves: leaves[0]
-
-
 class Function:
     """The callable gg.function returns; see gg.function."""
 
@@ -138,7 +139,10 @@ class Function:
         key, args, arrays = _signature(args)
         plan = self._plans.get(key)
         if plan is None:
-            capture = _Capture(arrays)
+            # Each argument gets an array object of its own (a view), so that one array passed
+            # twice, or also used as a constant inside, still has a slot per argument.
+            args = [Tensor(a._data.view(), a._device) if type(a) is Tensor else a for a in args]
+            capture = _Capture([a._data for a in args if type(a) is Tensor])
             _CAPTURING.append(capture)
             try:
                 result = self._fn(*args)
