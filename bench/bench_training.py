@@ -60,21 +60,21 @@ def gpugrad_function_factory(x, y, params):
     return gg.function(step), weights
 
 
-def numpy_step_factory(x, y, params):
-    """The step as a NumPy user writes it from the formulas."""
+def numpy_step_factory(x, y, params, xp=np):
+    """The step as a NumPy user writes it from the formulas (`xp=cupy` for the CuPy one)."""
     w1, b1, w2, b2 = weights = [p.copy() for p in params]
     n = x.shape[0]
 
     def step():
-        hidden = 1 / (1 + np.exp(-(x @ w1 + b1)))
+        hidden = 1 / (1 + xp.exp(-(x @ w1 + b1)))
         diff = hidden @ w2 + b2 - y
-        loss = np.mean(np.sum(diff ** 2, axis=1))
+        loss = xp.mean(xp.sum(diff ** 2, axis=1))
         d_pred = 2 * diff / n
         d_w2 = hidden.T @ d_pred
-        d_b2 = np.sum(d_pred, axis=0, keepdims=True)
+        d_b2 = xp.sum(d_pred, axis=0, keepdims=True)
         d_z = (d_pred @ w2.T) * hidden * (1 - hidden)
         d_w1 = x.T @ d_z
-        d_b1 = np.sum(d_z, axis=0, keepdims=True)
+        d_b1 = xp.sum(d_z, axis=0, keepdims=True)
         for w, d in zip(weights, (d_w1, d_b1, d_w2, d_b2)):
             w -= LR * d
         return loss
@@ -106,11 +106,12 @@ def tuned_numpy_step_factory(x, y, params):
     return step, lambda: [w1, b1, w2, b2]
 
 
-def torch_step_factory(x, y, params):
+def torch_step_factory(x, y, params, device="cpu"):
     import torch
-    torch.set_num_threads(1)
-    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
-    w1, b1, w2, b2 = variables = [torch.tensor(p, requires_grad=True) for p in params]
+    if device == "cpu":
+        torch.set_num_threads(1)
+    xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    w1, b1, w2, b2 = variables = [torch.tensor(p, requires_grad=True, device=device) for p in params]
     optimizer = torch.optim.SGD(variables, lr=LR)
 
     def step():
@@ -122,7 +123,7 @@ def torch_step_factory(x, y, params):
         optimizer.step()
         return loss
 
-    return step, lambda: [v.detach().numpy() for v in variables]
+    return step, lambda: [v.detach().cpu().numpy() for v in variables]
 
 
 def time_per_step(steps_by_name, steps, repeats):

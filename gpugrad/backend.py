@@ -154,6 +154,51 @@ class NumpyBackend(Backend):
 
 _NUMPY = NumpyBackend()
 
+
+class CupyBackend(Backend):
+    """Arrays of one CUDA device, as CuPy arrays. Values from the host go through the NumPy
+    backend first (TensorFlow's dtype rules, the same errors); the optimizer updates use the
+    fused kernels of cuda_kernels/ for float32 and float64, the xp reference otherwise."""
+
+    _FUSED = (float32, float64)
+
+    def __init__(self, cupy, index):
+        self.xp = cupy
+        self.index = index
+
+    def asarray(self, value, dtype=None):
+        cupy = self.xp
+        with cupy.cuda.Device(self.index):
+            if isinstance(value, cupy.ndarray):
+                if value.dtype.kind not in "biufc":
+                    raise ValueError(f"cannot make a tensor from an array of dtype {value.dtype}: it is not numeric")
+                return cupy.array(value, dtype=dtype)
+            return cupy.asarray(_NUMPY.asarray(value, dtype))
+
+    def to_host(self, array):
+        return self.xp.asnumpy(array)
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, nesterov):
+        update = _kernels().sgd_update if param.dtype in self._FUSED else super().sgd_update
+        update(param, grad, velocity, lr, momentum, nesterov)
+
+    def adam_update(self, param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay):
+        update = _kernels().adam_update if param.dtype in self._FUSED else super().adam_update
+        update(param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay)
+
+    def rmsprop_update(self, param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon):
+        update = _kernels().rmsprop_update if param.dtype in self._FUSED else super().rmsprop_update
+        update(param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon)
+
+    def adagrad_update(self, param, grad, accumulator, lr, epsilon):
+        update = _kernels().adagrad_update if param.dtype in self._FUSED else super().adagrad_update
+        update(param, grad, accumulator, lr, epsilon)
+
+
+def _kernels():
+    from . import kernels  # compiles nothing until a kernel is launched
+    return kernels
+
 # Random numbers are drawn on the host from NumPy's generator, whatever the device, so that
 # a seed gives the same values everywhere; the device's backend then copies them over.
 _host_generator = numpy.random.default_rng()
@@ -176,7 +221,27 @@ def xp_of(array):
     """The array module (numpy or cupy) that owns `array`."""
     if type(array) is numpy.ndarray or isinstance(array, numpy.generic):
         return numpy
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy
     raise TypeError(f"no gpugrad backend holds arrays of type {type(array).__name__}")
+
+
+def is_cuda_array(array):
+    """True for a CuPy array (cheap for NumPy arrays, the common case on the CPU)."""
+    return type(array) is not numpy.ndarray and _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def with_cuda_path(reference, fast):
+    """A forward that calls `fast(*arrays, **params)` when the first input is a CuPy array,
+    and `reference` otherwise or when `fast` returns NotImplemented (a dtype or layout its
+    kernel does not take)."""
+    def forward(*arrays, **params):
+        if is_cuda_array(arrays[0]):
+            out = fast(*arrays, **params)
+            if out is not NotImplemented:
+                return out
+        return reference(*arrays, **params)
+    return forward
 
 
 def as_array(data):
@@ -191,41 +256,65 @@ def host_array(array, dtype, copy):
     return numpy.asarray(array, dtype=dtype)
 
 
-def _cuda_unavailable_reason():
-    """Why "cuda" cannot be used here, in words."""
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (pip install 'gpugrad[cuda12]' or 'gpugrad[cuda13]')"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # CuPy raises its own runtime errors when the driver is missing
-        return f"CuPy is installed but sees no GPU ({error})"
-    if count == 0:
-        return "CuPy is installed but sees no GPU"
-    # TODO(issue 4): the CuPy backend plugs in here.
-    return "gpugrad's CuPy backend is not part of this version yet"
+_cupy = None  # the cupy module, once a probe found it usable
+_probe = None  # (number of usable GPUs, why there are none)
+
+
+def _probe_cuda():
+    """(GPU count, reason there are none), probed once, on first need: importing gpugrad
+    imports no cupy and creates no CUDA context."""
+    global _cupy, _probe
+    if _probe is None:
+        try:
+            import cupy
+        except ImportError:
+            _probe = (0, "CuPy is not installed (pip install 'gpugrad[cuda12]' or 'gpugrad[cuda13]')")
+            return _probe
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as error:  # CuPy raises its own runtime errors when the driver is missing
+            _probe = (0, f"CuPy is installed but sees no GPU ({error})")
+            return _probe
+        if count:
+            _cupy = cupy
+        _probe = (count, "" if count else "CuPy is installed but sees no GPU")
+    return _probe
 
 
 def devices():
     """The devices usable in this process, e.g. ["cpu"] or ["cpu", "cuda:0"]."""
-    return ["cpu"]
+    return ["cpu"] + [f"cuda:{i}" for i in range(_probe_cuda()[0])]
 
 
 def canonical_device(name):
-    """Validate a device name ("cpu", "cuda", "cuda:N") and return its canonical form."""
+    """Validate a device name ("cpu", "cuda", "cuda:N") and return its canonical form
+    ("cpu", "cuda:N"); an unusable GPU is a RuntimeError saying why."""
     if not isinstance(name, str):
         raise TypeError(f"a device is a string such as 'cpu' or 'cuda:0', got {name!r}")
     if name == "cpu":
         return "cpu"
     if name == "cuda" or name.startswith("cuda:"):
-        raise RuntimeError(f"device {name!r} is not available: {_cuda_unavailable_reason()}")
+        index = name[5:] if name != "cuda" else "0"
+        if not index.isdigit():
+            raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+        count, reason = _probe_cuda()
+        if int(index) >= count:
+            raise RuntimeError(f"device {name!r} is not available: "
+                               f"{reason or f'this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}'}")
+        return f"cuda:{int(index)}"
     raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+_BACKENDS = {"cpu": _NUMPY}
 
 
 def backend_of(device):
     """The Backend that holds arrays for a canonical device string."""
-    return _NUMPY
+    backend = _BACKENDS.get(device)
+    if backend is None:
+        _probe_cuda()
+        backend = _BACKENDS[device] = CupyBackend(_cupy, int(device[5:]))
+    return backend
 
 
 _default_device = None
@@ -240,7 +329,7 @@ def default_device():
         if requested:
             _default_device = canonical_device(requested)
         else:
-            _default_device = "cpu"
+            _default_device = "cuda:0" if _probe_cuda()[0] else "cpu"
     return _default_device
 
 
@@ -272,6 +361,6 @@ def device_of_dlpack(obj):
     raise ValueError(f"DLPack device type {kind} is not supported by gpugrad (cpu and cuda are)")
 
 
-def from_dlpack_array(obj):
-    """The array of a DLPack producer (its device already checked), sharing memory (no copy)."""
-    return numpy.from_dlpack(obj)
+def from_dlpack_array(obj, device):
+    """The array of a DLPack producer on `device` (already checked), sharing memory (no copy)."""
+    return numpy.from_dlpack(obj) if device == "cpu" else _cupy.from_dlpack(obj)

@@ -7,6 +7,7 @@ again. Each VJP states its math in one line.
 import functools
 import math
 
+from . import kernels as _kernels
 from .backend import xp_of
 from . import tape as _tape
 from .tape import primitive
@@ -25,6 +26,19 @@ def _needs_grad(a):
     if kind is Tensor:
         return a._data.dtype.kind in "fc" and (a._node is not None or _tape.constant_needed(a))
     return kind is Variable and a._data.dtype.kind in "fc"
+
+
+def _fused_kernel(name):
+    """The CUDA fast path of an elementwise fused primitive: the kernel cuda_kernels/<name>.cu
+    for inputs of one shape in float32 or float64, the xp forward (NotImplemented) otherwise."""
+    def fast(*arrays):
+        first = arrays[0]
+        if first.dtype.kind != "f" or first.dtype.itemsize not in (4, 8) or any(
+                getattr(a, "shape", None) != first.shape or a.dtype != first.dtype for a in arrays[1:]):
+            return NotImplemented
+        return _kernels.launch(name, *arrays)
+    fast.__name__ = f"{name}_cuda"
+    return fast
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,6 +136,9 @@ def squared_difference_backward_vjp(g, out, dy, x, y):  # d[2 dy (x-y)] = 2(x-y)
     return 2 * g * (x - y), gx, negative(gx)
 
 
+squared_difference_backward.cuda(_fused_kernel("squared_difference_backward"))
+
+
 # ---------------------------------------------------------------------------------------
 # Elementwise functions
 
@@ -163,6 +180,9 @@ def square_backward(dy, x):
 @square_backward.defvjp
 def square_backward_vjp(g, out, dy, x):  # d[2 dy x] = 2x d(dy) + 2 dy dx
     return square_backward(g, x), square_backward(g, dy)
+
+
+square_backward.cuda(_fused_kernel("square_backward"))
 
 
 @primitive
@@ -245,6 +265,9 @@ def tanh_backward_vjp(g, out, dy, y):  # d[dy (1-y^2)] = (1-y^2) d(dy) - 2 dy y 
     return g * (1 - y * y), -2 * g * dy * y
 
 
+tanh_backward.cuda(_fused_kernel("tanh_backward"))
+
+
 _EXP_LIMITS = {}  # per dtype, an int below the log of its largest finite value: e^limit is finite
 
 
@@ -279,6 +302,9 @@ def sigmoid_backward_vjp(g, out, dy, y):  # d[dy y (1-y)] = y (1-y) d(dy) + dy (
     return g * y * (1 - y), g * dy * (1 - 2 * y)
 
 
+sigmoid_backward.cuda(_fused_kernel("sigmoid_backward"))
+
+
 @primitive
 def relu(x):
     return xp_of(x).maximum(x, 0)
@@ -297,6 +323,9 @@ def relu_backward(dy, y):
 @relu_backward.defvjp
 def relu_backward_vjp(g, out, dy, y):  # d[dy [y>0]] = [y>0] d(dy); the mask has zero derivative
     return relu_backward(g, y), zeros_like(y)
+
+
+relu_backward.cuda(_fused_kernel("relu_backward"))
 
 
 @primitive
@@ -451,6 +480,14 @@ def reduce_sum(x, *, axis, keepdims):
 @reduce_sum.defvjp
 def reduce_sum_vjp(g, out, x, *, axis, keepdims):  # every summand gets g
     return (reduce_sum_backward(g, axis=axis, keepdims=keepdims, shape=x.shape),)
+
+
+@reduce_sum.cuda
+def reduce_sum_cuda(x, *, axis, keepdims):  # a dense layer's bias gradient: column sums, one kernel
+    if axis != (0,) or x.ndim != 2 or x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
+        return NotImplemented
+    out = _kernels.bias_gradient(x)
+    return out.reshape(1, -1) if keepdims else out
 
 
 def _unreduce(dy, axis, keepdims, shape):

@@ -10,6 +10,7 @@ import inspect
 import itertools
 import math
 
+from . import backend as _backend
 from .tensor import _CAPTURING, Tensor, Variable, constant
 
 REGISTRY = {}
@@ -29,6 +30,10 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False):
         @cube.defvjp
         def cube_vjp(g, out, x):          # VJP on Tensors, with gg ops
             return (3 * g * x * x,)
+
+    `op.cuda(fast)` adds a CUDA fast path: `fast(*arrays, **params)` runs instead of the
+    forward when the first input is a CuPy array, and returns NotImplemented to leave a
+    case (a dtype, a layout) to the forward, which stays the reference it must match.
 
     The op takes its inputs positionally (Tensors, Variables, Python scalars, or values
     `gg.constant` accepts) and static parameters (axis, shape...) as keyword arguments,
@@ -111,9 +116,14 @@ def _make_op(forward, name, differentiable, linear):
         op.vjp = vjp
         return vjp  # so that it works as a decorator
 
+    def cuda(fast):
+        nonlocal forward  # the op calls whatever `forward` holds now
+        forward = op.forward = _backend.with_cuda_path(forward, fast)
+        return fast  # so that it works as a decorator
+
     functools.update_wrapper(op, forward)
     op.name, op.forward, op.vjp = name, forward, None
-    op.differentiable, op.linear, op.defvjp = differentiable, linear, defvjp
+    op.differentiable, op.linear, op.defvjp, op.cuda = differentiable, linear, defvjp, cuda
     return op
 
 

@@ -233,7 +233,7 @@ def constant(value, dtype=None, device=None):
 def from_dlpack(obj):
     """A Tensor sharing memory with a DLPack producer (NumPy, PyTorch, JAX, CuPy arrays)."""
     device = _backend.device_of_dlpack(obj)
-    return Tensor(_backend.from_dlpack_array(obj), device)
+    return Tensor(_backend.from_dlpack_array(obj, device), device)
 
 
 from . import ops as _ops  # noqa: E402  (operators need the ops; ops need Tensor)

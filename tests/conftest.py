@@ -3,10 +3,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-
-
-def has_cuda():
-    return any(d.startswith("cuda") for d in gg.devices())
+from helpers import has_cuda
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu,

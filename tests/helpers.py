@@ -4,6 +4,10 @@ import numpy as np
 import gpugrad as gg
 
 
+def has_cuda():
+    return any(d.startswith("cuda") for d in gg.devices())
+
+
 def first_grad(f, xs):
     """The gradients of sum(w * f(*xs)) for fixed weights w, flattened into one vector."""
     with gg.GradientTape() as tape:

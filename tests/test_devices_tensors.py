@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
+from helpers import has_cuda
 
 
 @pytest.fixture
@@ -28,10 +29,23 @@ def _run_python(code, **env):
 # ---------------------------------------------------------------------------------------
 # 1. Devices
 
+@pytest.mark.skipif(has_cuda(), reason="a GPU is visible")
 def test_devices_lists_cpu_only_without_cuda():
     assert gg.devices() == ["cpu"]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not has_cuda(), reason="no CUDA device")
+def test_with_a_gpu_cuda_is_listed_and_the_default():
+    assert gg.devices()[:2] == ["cpu", "cuda:0"]
+    rc, out, err = _run_python(REPORT)
+    assert rc == 0, err
+    assert out.split() == ["device", "cuda:0", "cuda:0"]
+    with pytest.raises(RuntimeError, match=f"cuda:{len(gg.devices()) - 1}"):
+        gg.constant(1.0, device=f"cuda:{len(gg.devices())}")  # one past the last GPU
+
+
+@pytest.mark.skipif(has_cuda(), reason="a GPU is visible")
 def test_default_device_is_cpu_without_cuda():
     assert gg.get_default_device() == "cpu"
     assert gg.constant(1.0).device == "cpu"
@@ -54,6 +68,7 @@ def test_env_var_cpu_or_unset(value):
     assert out.split() == ["device", "cpu", "cpu"]
 
 
+@pytest.mark.skipif(has_cuda(), reason="a GPU is visible")
 @pytest.mark.parametrize("value", ["cuda", "cuda:0", "cuda:1"])
 def test_env_var_cuda_is_a_clear_error(value):
     # importing works (no CUDA work at import); the first use says why CUDA is unusable
@@ -83,13 +98,15 @@ def test_set_default_device_cpu(restore_default_device):
 
 
 def test_device_context_cpu():
+    before = gg.get_default_device()
     with gg.device("cpu") as name:
         assert name == "cpu"
         assert gg.constant([1.0]).device == "cpu"
         assert gg.get_default_device() == "cpu"
-    assert gg.get_default_device() == "cpu"
+    assert gg.get_default_device() == before
 
 
+@pytest.mark.skipif(has_cuda(), reason="a GPU is visible")
 @pytest.mark.parametrize("name", ["cuda", "cuda:0"])
 def test_asking_for_cuda_says_why(name, restore_default_device):
     for call in (lambda: gg.set_default_device(name), lambda: gg.device(name).__enter__(),
@@ -102,6 +119,7 @@ def test_asking_for_cuda_says_why(name, restore_default_device):
 
 @pytest.mark.parametrize("name", ["gpu", "tpu", "CPU", "cpu:0", "cud"])
 def test_unknown_device_name_is_value_error(name, restore_default_device):
+    before = gg.get_default_device()
     with pytest.raises(ValueError, match=name):
         gg.set_default_device(name)
     with pytest.raises(ValueError, match=name):
@@ -109,7 +127,7 @@ def test_unknown_device_name_is_value_error(name, restore_default_device):
             pass
     with pytest.raises(ValueError, match=name):
         gg.constant(1.0, device=name)
-    assert gg.get_default_device() == "cpu"
+    assert gg.get_default_device() == before
 
 
 def test_to_cpu_copies():

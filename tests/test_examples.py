@@ -3,7 +3,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from gpugrad.tape import REGISTRY
+from helpers import has_cuda
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
@@ -90,3 +93,11 @@ def test_custom_gradient_example_learns_only_with_straight_through():
     plain, straight = [line for line in out.splitlines() if "signs matching" in line]
     assert "largest first |gradient| 0 " in plain
     assert straight.rstrip().endswith("100%")
+
+
+@pytest.mark.skipif(has_cuda(), reason="a GPU is visible: bench/bench_gpu.py is run by hand there")
+def test_gpu_benchmark_says_why_it_skips_without_a_gpu():
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_gpu.py")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("skipped: device 'cuda' is not available: ")

@@ -1,0 +1,47 @@
+// rmsprop_update: one RMSprop step in place for n contiguous elements of a variable and its slots.
+//   v = v * rho;  v += (1 - rho) * (g * g)
+//   centered:     a = a * rho;  a += (1 - rho) * g;  d = v - a * a + epsilon;   else d = v + epsilon
+//   inc = lr * g / sqrt(d)
+//   use_momentum: mom = mom * momentum;  mom += inc;  p -= mom;                 else p -= inc
+// average_grad (a) is used only when centered and moment (mom) only with use_momentum; the
+// launcher passes velocity for an unused one, which is then neither read nor written.
+// Contract: grid-stride loop over n elements, each read and written by one thread; lr, rho,
+// 1 - rho, momentum and epsilon are computed in Python double, then rounded to T.
+// Reference: Backend.rmsprop_update in gpugrad/backend.py, with the same operations in the same
+// order, each rounded to T as NumPy does.
+
+// a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
+__device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double rounded_product(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float square_root(float x) { return sqrtf(x); }
+__device__ inline double square_root(double x) { return sqrt(x); }
+
+template <typename T>
+__global__ void rmsprop_update(T* param, const T* grad, T* velocity, T* average_grad, T* moment, long long n, T lr,
+                               T rho, T one_minus_rho, T momentum, T epsilon, int centered, int use_momentum) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T g = grad[i];
+        const T v = rounded_product(velocity[i], rho) + rounded_product(one_minus_rho, rounded_product(g, g));
+        velocity[i] = v;
+        T denominator;
+        if (centered) {
+            const T a = rounded_product(average_grad[i], rho) + rounded_product(one_minus_rho, g);
+            average_grad[i] = a;
+            denominator = (v - rounded_product(a, a)) + epsilon;
+        } else {
+            denominator = v + epsilon;
+        }
+        T increment = rounded_product(lr, g) / square_root(denominator);
+        if (use_momentum) {
+            increment = rounded_product(moment[i], momentum) + increment;
+            moment[i] = increment;
+        }
+        param[i] = param[i] - increment;
+    }
+}
+
+template __global__ void rmsprop_update<float>(float*, const float*, float*, float*, float*, long long, float, float,
+                                               float, float, float, int, int);
+template __global__ void rmsprop_update<double>(double*, const double*, double*, double*, double*, long long, double,
+                                                double, double, double, double, int, int);

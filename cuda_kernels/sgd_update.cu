@@ -1,0 +1,33 @@
+// sgd_update: one SGD step in place for n contiguous elements of a variable and its velocity.
+//   step = lr * g
+//   mode 0 (plain):    p -= step                         (velocity unused: the launcher passes param)
+//   mode 1 (momentum): v = v * momentum - step; p += v
+//   mode 2 (nesterov): v = v * momentum - step; p += momentum * v - step
+// Contract: grid-stride loop over n elements, each read and written by one thread; lr and momentum
+// are the Python floats of the reference rounded to T. Reference: Backend.sgd_update in
+// gpugrad/backend.py, with the same operations in the same order, each rounded to T as NumPy does.
+
+// a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
+__device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double rounded_product(double a, double b) { return __dmul_rn(a, b); }
+
+constexpr int SGD_PLAIN = 0;
+constexpr int SGD_NESTEROV = 2;
+
+template <typename T>
+__global__ void sgd_update(T* param, const T* grad, T* velocity, long long n, T lr, T momentum, int mode) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T step = rounded_product(lr, grad[i]);
+        if (mode == SGD_PLAIN) {
+            param[i] = param[i] - step;
+            continue;
+        }
+        const T v = rounded_product(velocity[i], momentum) - step;
+        velocity[i] = v;
+        param[i] = mode == SGD_NESTEROV ? param[i] + (rounded_product(momentum, v) - step) : param[i] + v;
+    }
+}
+
+template __global__ void sgd_update<float>(float*, const float*, float*, long long, float, float, int);
+template __global__ void sgd_update<double>(double*, const double*, double*, long long, double, double, int);
