@@ -1,8 +1,8 @@
 """Fused CUDA kernels: compiles cuda_kernels/*.cu with CuPy, once per process and lazily, and launches them.
 
 Only this module knows the kernel folder, the compile options, the dtype-to-C-type map and the
-grid and block sizes. CuPy is imported at the first launch, never at import time, so importing
-gpugrad without CuPy (or without a GPU) works and compiles nothing.
+grid and block sizes. The CuPy handle comes from the backend's probe at the first launch, never
+at import time, so importing gpugrad without CuPy (or without a GPU) works and compiles nothing.
 """
 import functools
 import math
@@ -10,6 +10,8 @@ import pathlib
 import re
 
 import numpy
+
+from . import backend as _backend
 
 _OPTIONS = ("--std=c++17",)
 _C_TYPES = {numpy.dtype("float32"): "float", numpy.dtype("float64"): "double"}
@@ -56,12 +58,11 @@ def _parameters(name, ctype):
 
 
 def _cupy():
-    try:
-        import cupy
-    except ImportError:
-        raise RuntimeError("gpugrad's CUDA kernels need CuPy (pip install 'gpugrad[cuda12]' or "
-                           "'gpugrad[cuda13]')") from None
-    return cupy
+    """The cupy module as the backend found it usable; RuntimeError saying why when it is not."""
+    count, reason = _backend._probe_cuda()
+    if not count:
+        raise RuntimeError(f"gpugrad's CUDA kernels cannot run here: {reason}")
+    return _backend._cupy
 
 
 @functools.cache
