@@ -10,6 +10,14 @@ import gpugrad as gg
 from helpers import has_cuda
 
 
+@pytest.fixture(autouse=True)
+def on_the_cpu():
+    """These tests pin the CPU's semantics (host arrays, reprs, cpu defaults); tests/test_gpu.py
+    covers placement on a GPU, and the other modules run on every device."""
+    with gg.device("cpu"):
+        yield
+
+
 @pytest.fixture
 def restore_default_device():
     """Tests that change the default device put it back."""
@@ -41,8 +49,9 @@ def test_with_a_gpu_cuda_is_listed_and_the_default():
     rc, out, err = _run_python(REPORT)
     assert rc == 0, err
     assert out.split() == ["device", "cuda:0", "cuda:0"]
-    with pytest.raises(RuntimeError, match=f"cuda:{len(gg.devices()) - 1}"):
-        gg.constant(1.0, device=f"cuda:{len(gg.devices())}")  # one past the last GPU
+    count = len(gg.devices()) - 1
+    with pytest.raises(RuntimeError, match=f"cuda:{count - 1}"):  # names the last one there is
+        gg.constant(1.0, device=f"cuda:{count}")
 
 
 @pytest.mark.skipif(has_cuda(), reason="a GPU is visible")
@@ -61,11 +70,11 @@ except Exception as error:
 """
 
 
-@pytest.mark.parametrize("value", ["cpu", ""])
-def test_env_var_cpu_or_unset(value):
+@pytest.mark.parametrize("value, expected", [("cpu", "cpu"), ("", "cuda:0" if has_cuda() else "cpu")])
+def test_env_var_cpu_or_unset(value, expected):
     rc, out, err = _run_python(REPORT, GPUGRAD_DEVICE=value)
     assert rc == 0, err
-    assert out.split() == ["device", "cpu", "cpu"]
+    assert out.split() == ["device", expected, expected]
 
 
 @pytest.mark.skipif(has_cuda(), reason="a GPU is visible")
