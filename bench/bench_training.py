@@ -35,7 +35,7 @@ def make_problem(points, hidden, seed):
     return x, y, params
 
 
-def _gpugrad_step(x, y, params):
+def gpugrad_eager_factory(x, y, params):
     xs, ys = gg.constant(x), gg.constant(y)
     w1, b1, w2, b2 = variables = [gg.Variable(p) for p in params]
     optimizer = gg.optimizers.SGD(LR)
@@ -51,12 +51,8 @@ def _gpugrad_step(x, y, params):
     return step, lambda: [v.numpy() for v in variables]
 
 
-def gpugrad_eager_factory(x, y, params):
-    return _gpugrad_step(x, y, params)
-
-
 def gpugrad_function_factory(x, y, params):
-    step, weights = _gpugrad_step(x, y, params)
+    step, weights = gpugrad_eager_factory(x, y, params)
     return gg.function(step), weights
 
 

@@ -68,10 +68,10 @@ def train(args):
     for step in range(args.steps):
         loss = train_step(x, y)
         losses.append(loss)
-        if step % 20 == 0 and not args.quiet:
-            progress.set_postfix(loss=f"{float(loss):.6f}", refresh=False)
-            progress.write(f"step {step:4d}  Loss: {float(loss):.6f}")
         if progress is not None:
+            if step % 20 == 0:
+                progress.set_postfix(loss=f"{float(loss):.6f}", refresh=False)
+                progress.write(f"step {step:4d}  Loss: {float(loss):.6f}")
             progress.update()
     if progress is not None:
         progress.close()

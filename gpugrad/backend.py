@@ -76,7 +76,7 @@ class Backend:
         p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(vhat or v) + eps), t = `step` >= 1."""
         if weight_decay:
             param -= (lr * weight_decay) * param
-        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = adam_step_size(lr, beta_1, beta_2, step)
         m += (1.0 - beta_1) * (grad - m)
         v += (1.0 - beta_2) * (grad * grad - v)
         if vhat is not None:
@@ -107,6 +107,12 @@ class Backend:
         """acc += g^2; p -= lr g / sqrt(acc + eps)."""
         accumulator += grad * grad
         param -= lr * grad / self.xp.sqrt(accumulator + epsilon)
+
+
+def adam_step_size(lr, beta_1, beta_2, step):
+    """Adam's bias-corrected step size lr * sqrt(1 - b2^t) / (1 - b1^t), in Python floats
+    (shared by the reference update and the kernel launcher)."""
+    return lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
 
 
 def _infer_python_value(value):

@@ -5,7 +5,6 @@ grid and block sizes. The CuPy handle comes from the backend's probe at the firs
 at import time, so importing gpugrad without CuPy (or without a GPU) works and compiles nothing.
 """
 import functools
-import math
 import pathlib
 import re
 
@@ -49,6 +48,7 @@ def _source(name):
     return path.read_text()
 
 
+@functools.cache
 def _parameters(name, ctype):
     """The C parameter types of the instantiation name<ctype> in cuda_kernels/<name>.cu."""
     for kernel, kernel_ctype, parameters in _INSTANTIATION.findall(_source(name)):
@@ -232,7 +232,7 @@ def adam_update(param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weig
     v += (1 - b2)(g^2 - v); vhat = max(vhat, v) with amsgrad (vhat not None);
     p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(vhat or v) + eps), t = `step` >= 1."""
     scalar = numpy.dtype(param.dtype).type  # T of the kernel
-    alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+    alpha = _backend.adam_step_size(lr, beta_1, beta_2, step)
     decay = lr * weight_decay if weight_decay else 0.0
     _update("adam_update", param, grad, [("m", m, None), ("v", v, None), ("vhat", vhat, v)],
             [(scalar, alpha), (scalar, 1.0 - beta_1), (scalar, 1.0 - beta_2), (scalar, epsilon), (scalar, decay),
