@@ -1,7 +1,7 @@
 """gg.debugging: checks that stop training at the first NaN or infinity."""
 from .backend import xp_of
 from .ops import _tensor
-from .tensor import _host_read
+from .recording import host_read as _host_read
 
 
 def all_finite(x):

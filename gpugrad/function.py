@@ -5,12 +5,17 @@ a replay makes only the array calls, in order, on the current values of the Vari
 No numpy or cupy here: the recorded calls are the primitives' own forwards.
 """
 import functools
+import threading
 import warnings
+import weakref
 
-from .tape import _ACTIVE
-from .tensor import _CAPTURING, Tensor, Variable, constant
+from .recording import STATE as _STATE, TracedNumber
+from .tensor import Tensor, Variable, constant
 
 _SCALARS = (bool, int, float, complex, str, type(None))
+_NUMBERS = (int, float, complex)  # runtime values of a replay; bool, str and None are static
+MAX_PLANS = 32        # plans kept per function; the oldest goes first
+RETRACE_WARNING = 8   # signatures captured by one function before it warns about retracing
 
 
 class _Capture:
@@ -18,14 +23,20 @@ class _Capture:
     reads_variable) step over one list of values, in which inputs and constants have fixed
     slots and every output gets a new one."""
 
-    def __init__(self, arg_arrays):
+    def __init__(self):
         self.values = []          # slot -> value seen at capture (kept alive: ids stay unique)
         self.slot_of = {}         # id(value) -> slot
         self.computed = set()     # slots whose value a replay recomputes (args included)
         self.steps = []
         self.reason = None        # why this function cannot be replayed, once known
-        self.arg_slots = [self._new_slot(a) for a in arg_arrays]
-        self.computed.update(self.arg_slots)
+        self.arg_slots = []
+
+    def argument(self, value):
+        """A new runtime input: an argument's array, or a TracedNumber."""
+        slot = self._new_slot(value)
+        self.arg_slots.append(slot)
+        self.computed.add(slot)
+        return value
 
     def _new_slot(self, value):
         slot = len(self.values)
@@ -50,7 +61,9 @@ class _Capture:
         data = [a._data if type(a) is Tensor or type(a) is Variable else a for a in args]
         for value in params.values():
             for item in (value if type(value) is tuple else (value,)):
-                if type(item) not in _SCALARS and self.slot_of.get(id(item)) in self.computed:
+                if type(item) is TracedNumber:
+                    item.used("as a static parameter of an op")
+                elif type(item) not in _SCALARS and self.slot_of.get(id(item)) in self.computed:
                     self.taint("an op took a computed tensor as a static parameter (an index array)")
         reads_variable = any(type(a) is Variable for a in args)
         slots = tuple(self._slot(d) for d in data)
@@ -61,11 +74,11 @@ class _Capture:
     def call(self, fn, *arrays):
         """Run `fn(*arrays)` now, unrecorded inside, and have replays call it again."""
         slots = tuple(self._slot(a) for a in arrays)
-        _CAPTURING.clear()
+        _STATE.capture = None
         try:
             fn(*arrays)
         finally:
-            _CAPTURING.append(self)
+            _STATE.capture = self
         self.steps.append((fn, slots, None, None, False))
 
     def plan(self, result):
@@ -75,7 +88,7 @@ class _Capture:
         rebuild = self._rebuilder(result, output_slots)
         replay = _compile(self.steps, self.arg_slots, output_slots,
                           {f"v{slot}": value for slot, value in enumerate(self.values) if slot not in self.computed})
-        return lambda arg_arrays: rebuild(replay(*arg_arrays))
+        return lambda inputs: rebuild(replay(*inputs))
 
     def _rebuilder(self, result, output_slots):
         """A function of the replayed output values that builds a result shaped like `result`
@@ -84,6 +97,10 @@ class _Capture:
             index, device = len(output_slots), result._device
             output_slots.append(self.slot_of[id(result._data)])
             return lambda outputs: Tensor(outputs[index], device)
+        if type(result) is TracedNumber:  # an argument returned as it came: this call's number
+            index = len(output_slots)
+            output_slots.append(self.slot_of[id(result)])
+            return lambda outputs: outputs[index]
         if isinstance(result, (list, tuple)):
             parts = [self._rebuilder(item, output_slots) for item in result]
             make = type(result)._make if hasattr(result, "_fields") else type(result)
@@ -125,75 +142,258 @@ def _unalias(out, *inputs):
     return out.copy() if out.base is not None or any(out is i for i in inputs) else out
 
 
+# ---------------------------------------------------------------------------------------
+# Arguments: flattened as trees, keyed by structure, never by a container's identity
+
+class _Same:
+    """A signature entry for an object passed as itself (a Variable, Module, optimizer,
+    callable): equal only to an entry for the same live object. It holds the object weakly
+    where it can, so a cached plan never outlives it and a new object that Python puts at
+    a freed one's address never matches; objects without weak references are held."""
+
+    __slots__ = ("_ref", "_hash")
+
+    def __init__(self, obj, on_death=None):
+        try:
+            self._ref = weakref.ref(obj, on_death)
+        except TypeError:
+            self._ref = lambda: obj
+        self._hash = id(obj)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if type(other) is not _Same:
+            return NotImplemented
+        obj = self._ref()
+        return obj is not None and obj is other._ref()
+
+
+def _flatten(value, where, key, leaves, on_death, wheres):
+    """Append `value`'s signature to `key` and its runtime inputs (Tensors, Python numbers)
+    to `leaves` (and their places, as in "argument 0[1]", to `wheres` unless it is None),
+    walking lists, tuples, namedtuples and dicts; returns `value` with arrays made Tensors."""
+    kind = type(value)
+    if kind is Tensor:
+        key.append((value._data.shape, value._data.dtype, value._device))
+        leaves.append(value)
+        if wheres is not None:
+            wheres.append(where)
+    elif kind in _NUMBERS:
+        key.append(kind)
+        leaves.append(value)
+        if wheres is not None:
+            wheres.append(where)
+    elif kind in _SCALARS:
+        key.append((kind, value))
+    elif kind is not Variable and hasattr(value, "__array__") and not isinstance(value, (list, tuple, dict)):
+        return _flatten(constant(value), where, key, leaves, on_death, wheres)
+    elif isinstance(value, (list, tuple)):
+        key.append((kind, len(value)))
+        items = [_flatten(item, f"{where}[{i}]", key, leaves, on_death, wheres) for i, item in enumerate(value)]
+        if any(new is not old for new, old in zip(items, value)):
+            value = kind._make(items) if hasattr(value, "_fields") else kind(items)
+    elif isinstance(value, dict):
+        key.append((kind, tuple(value)))
+        items = {k: _flatten(item, f"{where}[{k!r}]", key, leaves, on_death, wheres) for k, item in value.items()}
+        if any(items[k] is not value[k] for k in value):
+            value = dict(items) if kind is dict else kind(items)
+    else:
+        key.append(_Same(value, on_death))
+    return value
+
+
+def _substitute(value, replacements):
+    """`value` (as `_flatten` returned it) with each runtime input replaced by the next of
+    `replacements`, in the order `_flatten` listed them."""
+    kind = type(value)
+    if kind is Tensor or kind in _NUMBERS:
+        return next(replacements)
+    if isinstance(value, (list, tuple)):
+        items = [_substitute(item, replacements) for item in value]
+        return kind._make(items) if hasattr(value, "_fields") else kind(items)
+    if isinstance(value, dict):
+        items = {k: _substitute(item, replacements) for k, item in value.items()}
+        return dict(items) if kind is dict else kind(items)
+    return value
+
+
+def _plain(value):
+    """A captured call's result with every TracedNumber back to its number."""
+    if type(value) is TracedNumber:
+        return value.value
+    if isinstance(value, (list, tuple)) and any(type(v) is TracedNumber or isinstance(v, (list, tuple, dict))
+                                                for v in value):
+        items = [_plain(v) for v in value]
+        return type(value)._make(items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 class Function:
     """The callable gg.function returns; see gg.function."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, static_argnums=(), static_argnames=()):
         self._fn = fn
+        self._static_argnums = frozenset(_as_tuple(static_argnums))
+        self._static_argnames = frozenset(_as_tuple(static_argnames))
         self._plans = {}
+        self._lock = threading.Lock()
+        self._captures = 0
+        self._warned = False
+        this = weakref.ref(self)  # a dead argument's callback must not keep the function alive
+
+        def on_death(reference):
+            function = this()
+            if function is not None:
+                function._forget(reference)
+
+        self._on_death = on_death
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args):
-        if _ACTIVE or _CAPTURING:  # a tape must see the ops; an outer capture records them
-            return self._fn(*args)
-        key, args, arrays = _signature(args)
+    def __repr__(self):
+        return f"<gg.function {getattr(self._fn, '__qualname__', self._fn)!r}: {len(self._plans)} plans>"
+
+    def __call__(self, *args, **kwargs):
+        state = _STATE
+        if state.tapes or state.capture is not None:  # a tape must see the ops; an outer capture records them
+            return self._fn(*args, **kwargs)
+        key, args, kwargs, leaves = self._signature(args, kwargs)
         plan = self._plans.get(key)
         if plan is None:
-            # Each argument gets an array object of its own (a view), so that one array passed
-            # twice, or also used as a constant inside, still has a slot per argument.
-            args = [Tensor(a._data.view(), a._device) if type(a) is Tensor else a for a in args]
-            capture = _Capture([a._data for a in args if type(a) is Tensor])
-            _CAPTURING.append(capture)
-            try:
-                result = self._fn(*args)
-            finally:
-                _CAPTURING.clear()
-            if capture.reason is None:
-                self._plans[key] = capture.plan(result)
-            else:
-                self._plans[key] = capture.reason
-                warnings.warn(f"gg.function({getattr(self._fn, '__name__', self._fn)!r}) runs eagerly on every "
-                              f"call: {capture.reason} during capture", RuntimeWarning, stacklevel=2)
-            return result
+            return self._capture(args, kwargs)
         if type(plan) is str:
-            return self._fn(*args)
-        return plan(arrays)
+            return self._fn(*args, **kwargs)
+        return plan([leaf._data if type(leaf) is Tensor else leaf for leaf in leaves])
+
+    def _signature(self, args, kwargs, on_death=None, wheres=None):
+        """(key, args, kwargs, runtime inputs): the key holds the tree structure, the shape,
+        dtype and device of each Tensor, the type of each Python number, the value of static
+        arguments and of bools, strings and None, and the identity of other objects."""
+        key, leaves = [], []
+        new_args = list(args)
+        for index, value in enumerate(args):
+            if index in self._static_argnums:
+                key.append(("static", _hashable(value, f"argument {index}")))
+            else:
+                new_args[index] = _flatten(value, f"argument {index}", key, leaves, on_death, wheres)
+        if kwargs:
+            for name in sorted(kwargs):
+                value = kwargs[name]
+                if name in self._static_argnames:
+                    key.append((name, "static", _hashable(value, f"argument {name!r}")))
+                else:
+                    key.append(name)
+                    kwargs = dict(kwargs)
+                    kwargs[name] = _flatten(value, f"argument {name!r}", key, leaves, on_death, wheres)
+        return tuple(key), new_args, kwargs, leaves
+
+    def _capture(self, args, kwargs):
+        capture = _Capture()
+        # Object entries of the stored key drop the plan when their object dies.
+        wheres = []
+        key, args, kwargs, leaves = self._signature(args, kwargs, self._on_death, wheres)
+
+        # Each Tensor argument gets an array object of its own (a view), so that one array
+        # passed twice, or also used as a constant inside, still has a slot per argument;
+        # each Python number becomes a TracedNumber that the capture follows.
+        substitutes = []
+        for leaf, where in zip(leaves, wheres):
+            if type(leaf) is Tensor:
+                copy = Tensor(leaf._data.view(), leaf._device)
+                capture.argument(copy._data)
+                substitutes.append(copy)
+            else:
+                substitutes.append(capture.argument(TracedNumber(leaf, where, capture)))
+        new_args, new_kwargs = self._replace(args, kwargs, iter(substitutes))
+        _STATE.capture = capture
+        try:
+            result = self._fn(*new_args, **new_kwargs)
+        finally:
+            _STATE.capture = None
+        name = getattr(self._fn, "__name__", self._fn)
+        with self._lock:
+            while len(self._plans) >= MAX_PLANS:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = capture.plan(result) if capture.reason is None else capture.reason
+            self._captures += 1
+            retracing = self._captures >= RETRACE_WARNING and not self._warned
+            self._warned = self._warned or retracing
+        if capture.reason is not None:
+            warnings.warn(f"gg.function({name!r}) runs eagerly on every call: {capture.reason} during capture",
+                          RuntimeWarning, stacklevel=3)
+        if retracing:
+            warnings.warn(f"gg.function({name!r}) has captured {self._captures} signatures; each new one runs the "
+                          f"step's Python again. Pass tensors of stable shapes, reuse the same objects (a new "
+                          f"Module or list of Variables each call is a new signature), or declare arguments "
+                          f"static; it keeps the newest {MAX_PLANS} plans", RuntimeWarning, stacklevel=3)
+        return _plain(result)
+
+    def _replace(self, args, kwargs, substitutes):
+        new_args = [value if index in self._static_argnums else _substitute(value, substitutes)
+                    for index, value in enumerate(args)]
+        new_kwargs = {}
+        for name in sorted(kwargs):
+            value = kwargs[name]
+            new_kwargs[name] = value if name in self._static_argnames else _substitute(value, substitutes)
+        return new_args, new_kwargs
+
+    def _forget(self, reference):
+        with self._lock:
+            for key in [key for key in self._plans if any(type(k) is _Same and k._ref is reference for k in key)]:
+                del self._plans[key]
 
 
-def _signature(args):
-    """(cache key, args with arrays made Tensors, the Tensors' arrays)."""
-    key, converted, arrays = [], [], []
-    for a in args:
-        kind = type(a)
-        if kind is not Tensor and kind not in _SCALARS and kind is not Variable and hasattr(a, "__array__"):
-            a, kind = constant(a), Tensor
-        if kind is Tensor:
-            key.append((a._data.shape, a._data.dtype, a._device))
-            arrays.append(a._data)
-        elif kind in _SCALARS:
-            key.append((kind, a))
-        else:  # Variables, Modules, optimizers...: the same object
-            key.append(("object", id(a)))
-        converted.append(a)
-    return tuple(key), converted, arrays
+def _as_tuple(value):
+    return (value,) if isinstance(value, (int, str)) else tuple(value)
 
 
-def function(fn):
+def _hashable(value, where):
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"gg.function: the static {where} must be hashable (it keys the cached plans), got "
+                        f"{type(value).__name__}") from None
+    return value
+
+
+def function(fn=None, *, static_argnums=(), static_argnames=()):
     """Decorate a step function so that later calls replay the array calls of the first.
 
-    The first call with a given signature (the shapes, dtypes and devices of tensor
-    arguments, the values of Python scalars, the identity of other objects) runs `fn`
-    eagerly and records every primitive call it makes, the backward passes of tapes
-    inside it, Variable assignments and optimizer updates included. Later calls with the
-    same signature redo only those array calls, on the new argument values and the current
-    values of Variables, and return fresh Tensors; optimizer updates run in full each time
-    (schedules, clipping and check_numerics stay live).
+    Use as `@gg.function` or `@gg.function(static_argnums=..., static_argnames=...)`.
+
+    The first call with a given signature runs `fn` eagerly and records every primitive
+    call it makes, the backward passes of tapes inside it, Variable assignments and
+    optimizer updates included. Later calls with the same signature redo only those array
+    calls, on the new argument values and the current values of Variables, and return
+    fresh Tensors; optimizer updates run in full each time (schedules, clipping and
+    check_numerics stay live).
+
+    The signature: arguments (positional and keyword) are flattened as trees of lists,
+    tuples, namedtuples and dicts; their structure is part of the signature, never the
+    identity of a container. Tensors (and NumPy arrays, made Tensors) anywhere inside are
+    runtime inputs, keyed by shape, dtype and device. Python ints, floats and complex
+    numbers are runtime inputs too, keyed by type only, as JAX traces scalars: passed to
+    gg ops they are fed anew each call (with the weak typing of Python numbers); any other
+    use inside the step (Python arithmetic, `if lr > 0`, `range(n)`) makes the function run
+    eagerly on every call, with a warning, unless the argument is declared static. Static
+    arguments, bools, strings and None are keyed by value. Any other object (Variables,
+    Modules, optimizers) is keyed by identity and held weakly: a plan dies with it.
+
+    At most MAX_PLANS (32) plans are kept per function, the oldest dropped first; after
+    RETRACE_WARNING (8) captures the function warns that it is retracing, as tf.function
+    does.
 
     As with tf.function, the Python code of `fn` runs once per signature: Python side
-    effects and Python values computed inside are frozen. Where that would freeze a tensor
-    value (float(t), t.numpy(), bool(t), printing a tensor, gg.random draws, copying a
-    computed tensor into a constant) the function warns once and runs eagerly on every
-    call instead. Calls made while a GradientTape is recording run eagerly, so that the
-    tape sees the ops.
+    effects and Python values computed inside are frozen, and so are objects it reaches
+    through closures and globals. Where that would freeze a tensor value (float(t),
+    t.numpy(), bool(t), printing a tensor, gg.random draws, copying a computed tensor into
+    a constant) the function warns once and runs eagerly on every call instead. Calls made
+    while a GradientTape is recording run eagerly, so that the tape sees the ops.
+    Recording state is per thread: a capture sees only its own thread's ops.
     """
-    return Function(fn)
+    if fn is None:
+        return lambda fn: Function(fn, static_argnums, static_argnames)
+    return Function(fn, static_argnums, static_argnames)

@@ -5,20 +5,22 @@ Backend-neutral: each update goes through the fused entry point of the variables
 cupy here, and no branching on the device.
 """
 import functools
+import math
 import numbers
 
 from . import backend as _backend
 from . import debugging as _debugging
 from . import ops as _ops
 from .tape import GradientTape
-from .tensor import _CAPTURING, Tensor, Variable, constant
+from .recording import STATE as _STATE
+from .tensor import Tensor, Variable, constant
 
 
 def _check_positive(value, what, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            value >= 0 if allow_zero else value > 0):
+            value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
         bound = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{what} must be a {bound} number, got {value!r}")
+        raise ValueError(f"{what} must be a finite {bound} number, got {value!r}")
     return float(value)
 
 
@@ -35,8 +37,10 @@ class Optimizer:
     call to a Backend update entry point on raw arrays.
 
     Args:
-        learning_rate: a positive float, or a callable of the step number (0 for the first
-            update, the number of `apply_gradients` calls so far) returning one.
+        learning_rate: a finite non-negative float, or a callable of the step number (0 for
+            the first update, the number of `apply_gradients` calls so far) returning one; a
+            value that is not raises ValueError, the schedule's at the step it returns it,
+            before any variable is updated.
         clipvalue: clip every gradient elementwise to [-clipvalue, clipvalue].
         clipnorm: rescale every gradient to an L2 norm of at most clipnorm.
         global_clipnorm: rescale all gradients together to a global L2 norm of at most this.
@@ -70,7 +74,13 @@ class Optimizer:
     def learning_rate(self):
         """The learning rate the next update uses."""
         lr = self._learning_rate
-        return float(lr(self.iterations)) if callable(lr) else lr
+        if not callable(lr):
+            return lr
+        value = float(lr(self.iterations))
+        if not 0.0 <= value < math.inf:  # NaN fails both
+            raise ValueError(f"{type(self).__name__}: the learning-rate schedule returned {value!r} at step "
+                             f"{self.iterations}; it must return a finite non-negative number")
+        return value
 
     @property
     def variables(self):
@@ -135,14 +145,14 @@ class Optimizer:
         name = type(self).__name__
         pairs = []
         for index, item in enumerate(grads_and_vars):
-            try:
-                grad, var = item
-            except (TypeError, ValueError):
-                raise TypeError(f"{name}.apply_gradients: item {index} is not a (gradient, variable) pair: "
-                                f"{item!r}") from None
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{name}.apply_gradients takes (gradient, variable) pairs, such as "
+                                f"zip(grads, model.trainable_variables); item {index} is not a pair: {item!r}")
+            grad, var = item
             if type(var) is not Variable:
-                raise TypeError(f"{name}.apply_gradients: item {index}: expected a gg.Variable, got "
-                                f"{type(var).__name__}")
+                raise TypeError(f"{name}.apply_gradients takes (gradient, variable) pairs, such as "
+                                f"zip(grads, model.trainable_variables); item {index} holds a "
+                                f"{type(var).__name__} where the gg.Variable goes")
             if var.dtype.kind != "f":
                 raise TypeError(f"{name}.apply_gradients: Variable '{var.name}' has dtype {var.dtype}; "
                                 f"only floating variables can be trained")
@@ -153,12 +163,13 @@ class Optimizer:
             return
         variables = [var for _, var in pairs]
         grads = [g._data for g, _ in pairs]
-        if _CAPTURING:  # inside gg.function: replays run the whole update again
-            _CAPTURING[0].call(functools.partial(self._apply, variables), *grads)
+        if _STATE.capture is not None:  # inside gg.function: replays run the whole update again
+            _STATE.capture.call(functools.partial(self._apply, variables), *grads)
         else:
             self._apply(variables, *grads)
 
     def _apply(self, variables, *grads):
+        lr = self.learning_rate  # a schedule's bad value raises here, before anything changes
         grads = [Tensor(g, var._device) for g, var in zip(grads, variables)]
         if self.check_numerics:  # before clipping, which spreads one NaN to every gradient
             for g, var in zip(grads, variables):
@@ -167,7 +178,6 @@ class Optimizer:
                                              f"NaN or infinity (step {self.iterations}); no variable was updated")
         grads = self._clipped(grads)
         self.build(variables)
-        lr = self.learning_rate
         self.iterations += 1
         for g, var in zip(grads, variables):
             self._update(var, g._data, [None if s is None else s._data for s in self._slots[var]], lr,

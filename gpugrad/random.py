@@ -2,7 +2,8 @@
 the same values on every device."""
 from . import backend as _backend
 from .ops import _device, _shape
-from .tensor import _CAPTURING, Tensor
+from .recording import STATE as _STATE
+from .tensor import Tensor
 
 
 def set_seed(seed):
@@ -11,8 +12,8 @@ def set_seed(seed):
 
 
 def _random(distribution, shape, a, b, dtype, seed, device):
-    if _CAPTURING:  # a replay would repeat the same draw
-        _CAPTURING[0].taint(f"gg.random.{distribution} draws new values on every call")
+    if _STATE.capture is not None:  # a replay would repeat the same draw
+        _STATE.capture.taint(f"gg.random.{distribution} draws new values on every call")
     device = _device(device)
     values = _backend.host_random(distribution, _shape(shape, distribution), a, b, _backend.as_dtype(dtype), seed)
     return Tensor(_backend.backend_of(device).asarray(values), device)

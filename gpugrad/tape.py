@@ -11,10 +11,10 @@ import itertools
 import math
 
 from . import backend as _backend
-from .tensor import _CAPTURING, Tensor, Variable, constant
+from .recording import STATE as _STATE, TracedNumber
+from .tensor import Tensor, Variable, constant
 
 REGISTRY = {}
-_ACTIVE = []  # tapes currently recording, in the order they started
 _tape_ids = itertools.count(1)
 
 
@@ -104,10 +104,11 @@ def _make_op(forward, name, differentiable, linear):
         else:
             return _apply(op, args, params)
         result = Tensor(out, device)
-        if _ACTIVE and differentiable and out.dtype.kind in "fc":
+        state = _STATE
+        if state.tapes and differentiable and out.dtype.kind in "fc":
             _record(op, args, params, result)
-        if _CAPTURING:
-            _CAPTURING[0].record(forward, args, params, out)
+        if state.capture is not None:
+            state.capture.record(forward, args, params, out)
         return result
 
     def defvjp(vjp):
@@ -167,15 +168,17 @@ def _apply(prim, args, params):
             elif a._device != device:
                 raise ValueError(f"{prim.name}: inputs are on different devices, {device} and {a._device}; "
                                  f"move one with .to(...) first")
-        elif kind is not float and kind is not int and kind is not bool:
+        elif kind is not float and kind is not int and kind is not bool and kind is not TracedNumber:
             convert = True
     if convert or device is None:
         args = tuple(a if type(a) is Tensor or type(a) is Variable
-                     or (device is not None and type(a) in (float, int, bool))
-                     else constant(a, device=device) for a in args)
+                     or (device is not None and type(a) in (float, int, bool, TracedNumber))
+                     else _convert(prim, i, a, device) for i, a in enumerate(args))
         if device is None:
             device = args[0]._device if args else None
-    data = [a._data if type(a) is Tensor or type(a) is Variable else a for a in args]
+    # A gg.function capture's number argument goes in as the weak Python number it stands for.
+    data = [a._data if type(a) is Tensor or type(a) is Variable else a.value if type(a) is TracedNumber else a
+            for a in args]
     try:
         out = prim.forward(*data, **params)
     except (ValueError, TypeError, IndexError) as error:
@@ -183,17 +186,29 @@ def _apply(prim, args, params):
     if any(type(a) is Variable for a in args) and (out.base is not None or any(out is d for d in data)):
         out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
     result = Tensor(out, device)
-    if _ACTIVE and prim.differentiable and out.dtype.kind in "fc":
+    state = _STATE
+    if state.tapes and prim.differentiable and out.dtype.kind in "fc":
         _record(prim, args, params, result)
-    if _CAPTURING:
-        _CAPTURING[0].record(prim.forward, args, params, out)
+    if state.capture is not None:
+        state.capture.record(prim.forward, args, params, out)
     return result
+
+
+def _convert(prim, index, value, device):
+    """`value`, input `index` of `prim`, as a constant Tensor, or an error naming both."""
+    if value is None:
+        raise TypeError(f"{prim.name}: input {index} is None; expected a Tensor, Variable, Python number or "
+                        f"array") from None
+    try:
+        return constant(value, device=device)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise type(error)(f"{prim.name}: input {index}: {error}") from None
 
 
 def _record(prim, inputs, params, result):
     tapes = ()
     has_variable = False
-    for tape in _ACTIVE:
+    for tape in _STATE.tapes:
         tape_id = tape._id
         watched = tape._watched
         hit = False
@@ -285,26 +300,24 @@ def _history(roots, tape_id, sources, stops, prune):
     return [t for _, t in found if t in relevant], relevant
 
 
-_pass_sources = None  # the sources of the backward pass in progress, read by constant_needed
-
-
 def constant_needed(t):
     """Whether the backward pass in progress needs the gradient of `t`, a Tensor with no
     recorded history (a constant): only if it is one of the pass's sources. VJPs use this to
     skip work nobody asked for, such as the gradient of a network's input batch."""
-    return _pass_sources is None or t in _pass_sources
+    sources = _STATE.pass_sources
+    return sources is None or t in sources
 
 
 def _backward(targets, seeds, sources, tape_id, stops=frozenset(), prune=True):
     """{source: gradient of sum(seed * target)} for the sources (a set) connected to a target.
     `prune=False` skips the search for history that leads to no source, when the caller
     knows there is none."""
-    global _pass_sources
-    outer_sources, _pass_sources = _pass_sources, sources
+    state = _STATE
+    outer_sources, state.pass_sources = state.pass_sources, sources
     try:
         return _accumulate(targets, seeds, sources, tape_id, stops, prune)
     finally:
-        _pass_sources = outer_sources
+        state.pass_sources = outer_sources
 
 
 def _accumulate(targets, seeds, sources, tape_id, stops, prune):
@@ -460,12 +473,13 @@ class GradientTape:
 
     def _start(self):
         if not self._recording:
-            _ACTIVE.append(self)
+            self._stack = _STATE.tapes  # this thread's: a tape stops where it started
+            self._stack.append(self)
             self._recording = True
 
     def _stop(self):
         if self._recording:
-            _ACTIVE.remove(self)
+            self._stack.remove(self)
             self._recording = False
 
     def watch(self, tensor):
@@ -474,8 +488,8 @@ class GradientTape:
             self._watched[t] = None
 
     def watched_variables(self):
-        """The Variables this tape watches, in first-access order."""
-        return tuple(v for v in self._watched if type(v) is Variable)
+        """The Variables this tape watches, in the order they were created (as TensorFlow)."""
+        return tuple(sorted((v for v in self._watched if type(v) is Variable), key=lambda v: v._serial))
 
     def stop_recording(self):
         """A context in which this tape records nothing."""
@@ -670,13 +684,13 @@ def custom_gradient(f):
     def wrapper(*args):
         args = tuple(a if type(a) is Tensor or type(a) is Variable else constant(a) for a in args)
         collector = GradientTape(watch_accessed_variables=True)
-        outer = _ACTIVE[:]
-        _ACTIVE[:] = [collector]
-        collector._recording = True
+        state = _STATE
+        outer, state.tapes = state.tapes, []
+        collector._start()  # the only tape recording while f runs
         try:
             y, grad_fn = f(*args)
         finally:
-            _ACTIVE[:] = outer
+            state.tapes = outer
         if type(y) is not Tensor:
             y = constant(y)
         variables = tuple(v for v in collector.watched_variables() if not any(v is a for a in args))
@@ -684,7 +698,7 @@ def custom_gradient(f):
             raise TypeError(f"{f.__name__} reads the Variables {[v.name for v in variables]}, so its grad_fn "
                             f"must accept a `variables` keyword argument")
         result = Tensor(y._data, y._device)
-        if _ACTIVE and y._data.dtype.kind in "fc":
+        if _STATE.tapes and y._data.dtype.kind in "fc":
             _record(_CustomOp(f.__name__, grad_fn, len(args), variables), args + variables, {}, result)
         return result
 

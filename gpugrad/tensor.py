@@ -7,16 +7,7 @@ import itertools
 import operator
 
 from . import backend as _backend
-
-
-# The gg.function capture in progress, if any (gpugrad/function.py): it must hear of every
-# read of a value on the host, which would freeze that value into the replayed calls.
-_CAPTURING = []
-
-
-def _host_read(what):
-    if _CAPTURING:
-        _CAPTURING[0].taint(f"{what} read a tensor's value on the host")
+from .recording import STATE as _STATE, TracedNumber, host_read as _host_read
 
 
 class _ArrayValue:
@@ -143,7 +134,7 @@ class Variable(_ArrayValue):
     reductions...) never do.
     """
 
-    __slots__ = ("_data", "_device", "_version", "trainable", "name", "__weakref__")
+    __slots__ = ("_data", "_device", "_version", "_serial", "trainable", "name", "__weakref__")
     _node = None  # a Variable is always a leaf of the recorded history
 
     def __init__(self, initial_value, dtype=None, trainable=True, name=None, device=None):
@@ -152,7 +143,7 @@ class Variable(_ArrayValue):
         self._device = dev
         self._version = 0
         self.trainable = bool(trainable)
-        number = next(_variable_counter)
+        self._serial = number = next(_variable_counter)  # creation order
         self.name = name if name is not None else ("Variable" if number == 0 else f"Variable_{number}")
 
     def __repr__(self):
@@ -189,8 +180,9 @@ class Variable(_ArrayValue):
         return self._write(operator.isub, self._new_value(delta, "assign_sub"))
 
     def _write(self, update, data):
-        if _CAPTURING:  # a gg.function capture replays the write
-            _CAPTURING[0].call(functools.partial(self._write_now, update), data)
+        capture = _STATE.capture
+        if capture is not None:  # a gg.function capture replays the write
+            capture.call(functools.partial(self._write_now, update), data)
         else:
             self._write_now(update, data)
         return self
@@ -207,9 +199,11 @@ def _copy_into(target, source):
 def _to_array(value, dtype, device):
     """(array, device) for constant/Variable construction: copies, infers dtypes as TF does."""
     dtype = _backend.as_dtype(dtype)
+    if type(value) is TracedNumber:
+        value = value.used("copied into a tensor")
     if type(value) is Tensor or type(value) is Variable:
-        if _CAPTURING:
-            _CAPTURING[0].copied(value)
+        if _STATE.capture is not None:
+            _STATE.capture.copied(value)
         target = value._device if device is None else _backend.canonical_device(device)
         if target != value._device:
             data = _backend.backend_of(target).asarray(value.numpy(), dtype)

@@ -119,14 +119,17 @@ def test_watch_rejects_non_tensors():
             tape.watch(3.0)
 
 
-def test_watched_variables_in_first_access_order():
+def test_watched_variables_in_creation_order_as_tensorflow():
     a, b, c, d = (gg.Variable(float(i), name=f"ordered_{i}") for i in range(4))
     with gg.GradientTape() as tape:
         y = b * 2.0
         y = y + a
         tape.watch(d)
         y = y * b + c + d
-    assert tape.watched_variables() == (b, a, d, c)
+    assert [v.name for v in tape.watched_variables()] == ["ordered_0", "ordered_1", "ordered_2", "ordered_3"]
+    with gg.GradientTape() as tape:
+        y = c * b + a  # TensorFlow lists [a, b, c] here
+    assert [v.name for v in tape.watched_variables()] == ["ordered_0", "ordered_1", "ordered_2"]
 
 
 # ---------------------------------------------------------------------------------------
