@@ -88,8 +88,10 @@ def _make_op(forward, name, differentiable, linear):
                 return _apply(op, args, params)
             try:
                 out = forward(dx, dy, **params) if params else forward(dx, dy)
-            except (ValueError, TypeError, IndexError) as error:
+            except (ValueError, TypeError, IndexError, OverflowError) as error:
                 _reraise(op, args, error)
+            if getattr(out, "dtype", None) is None:
+                _not_an_array(op, out)
             if (kx is Variable or ky is Variable) and (out.base is not None or out is dx or out is dy):
                 out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
         elif nargs == 1 and (type(args[0]) is Tensor or type(args[0]) is Variable):
@@ -97,8 +99,10 @@ def _make_op(forward, name, differentiable, linear):
             device = x._device
             try:
                 out = forward(x._data, **params) if params else forward(x._data)
-            except (ValueError, TypeError, IndexError) as error:
+            except (ValueError, TypeError, IndexError, OverflowError) as error:
                 _reraise(op, args, error)
+            if getattr(out, "dtype", None) is None:
+                _not_an_array(op, out)
             if type(x) is Variable and (out.base is not None or out is x._data):
                 out = out.copy()
         else:
@@ -152,7 +156,16 @@ def _shapes(args):
 
 def _reraise(prim, args, error):
     kind = ValueError if isinstance(error, ValueError) else type(error)
-    raise kind(f"{prim.name}: {error} (input shapes: {_shapes(args)})") from None
+    hint = ""
+    if isinstance(error, OverflowError):
+        hint = "; cast the tensor to a wider dtype first (gg.cast(x, 'int64') or 'float64')"
+    raise kind(f"{prim.name}: {error} (input shapes: {_shapes(args)}){hint}") from None
+
+
+def _not_an_array(prim, out):
+    raise TypeError(f"the forward of primitive {prim.name!r} returned {type(out).__name__}, not an array; a "
+                    f"forward must return an array of its inputs' module (xp_of(x).asarray(value) for a "
+                    f"number)")
 
 
 def _apply(prim, args, params):
@@ -181,8 +194,10 @@ def _apply(prim, args, params):
             for a in args]
     try:
         out = prim.forward(*data, **params)
-    except (ValueError, TypeError, IndexError) as error:
+    except (ValueError, TypeError, IndexError, OverflowError) as error:
         _reraise(prim, args, error)
+    if getattr(out, "dtype", None) is None:
+        _not_an_array(prim, out)
     if any(type(a) is Variable for a in args) and (out.base is not None or any(out is d for d in data)):
         out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
     result = Tensor(out, device)
@@ -238,15 +253,20 @@ def _record(prim, inputs, params, result):
 _UNBROADCAST_PLANS = {}
 
 
-def _unbroadcast(g, x, prim):
-    """Sum a gradient over the axes broadcasting added, and cast it to x's dtype."""
+def _unbroadcast(g, x, prim, index):
+    """Sum a gradient (for input `index` of `prim`) over the axes broadcasting added, and
+    cast it to x's dtype."""
     if type(g) is not Tensor:
         g = constant(g, dtype=x.dtype, device=x._device)
     gshape, xshape = g._data.shape, x._data.shape
     if gshape != xshape:
         plan = _UNBROADCAST_PLANS.get((gshape, xshape))
         if plan is None:
-            plan = _UNBROADCAST_PLANS[(gshape, xshape)] = _reduction_plan(gshape, xshape, prim)
+            plan = _reduction_plan(gshape, xshape)
+            if plan is None:
+                raise ValueError(f"{_vjp_name(prim)} returned a gradient of shape {gshape} for input {index}, of "
+                                 f"shape {xshape}; each gradient must have its input's shape or broadcast to it")
+            _UNBROADCAST_PLANS[(gshape, xshape)] = plan
         if plan:
             g = _prims.reduce_sum(g, axis=plan, keepdims=True)
         if g._data.shape != xshape:
@@ -256,13 +276,27 @@ def _unbroadcast(g, x, prim):
     return g
 
 
-def _reduction_plan(gshape, xshape, prim):
+def _reduction_plan(gshape, xshape):
+    """The axes to sum a gradient of `gshape` over to get `xshape`; None when it does not
+    broadcast to it."""
     lead = len(gshape) - len(xshape)
-    bad = lead < 0 or any(s != 1 and s != gs for s, gs in zip(xshape, gshape[lead:]))
-    if bad:
-        raise ValueError(f"the VJP of {prim.name} returned a gradient of shape {gshape} for an input of "
-                         f"shape {xshape}")
+    if lead < 0 or any(s != 1 and s != gs for s, gs in zip(xshape, gshape[lead:])):
+        return None
     return tuple(range(lead)) + tuple(lead + i for i, s in enumerate(xshape) if s == 1 and gshape[lead + i] != 1)
+
+
+def _vjp_name(prim):
+    if type(prim) is _CustomOp:
+        return f"the grad_fn of custom_gradient {prim.function_name!r}"
+    return f"the VJP of primitive {prim.name!r}"
+
+
+def _bad_vjp_result(prim, grads, count):
+    if type(grads) is not tuple and type(grads) is not list:
+        raise TypeError(f"{_vjp_name(prim)} returned {type(grads).__name__}; it must return a tuple with one "
+                        f"gradient (or None) per input, {count} here, e.g. `return (g * 2,)`")
+    raise ValueError(f"{_vjp_name(prim)} returned {len(grads)} gradients for {count} inputs; it must return one "
+                     f"gradient (or None) per input")
 
 
 # Tensors and Variables hash by identity, so the walk keys its dicts and sets by the objects.
@@ -344,7 +378,9 @@ def _accumulate(targets, seeds, sources, tape_id, stops, prune):
                         f"gradient needs the old value; compute gradients before assigning")
         inputs = node.inputs
         input_grads = vjp(g, t, *inputs, **node.params) if node.params else vjp(g, t, *inputs)
-        for x, gx in zip(inputs, input_grads):
+        if (type(input_grads) is not tuple and type(input_grads) is not list) or len(input_grads) != len(inputs):
+            _bad_vjp_result(node.prim, input_grads, len(inputs))
+        for index, (x, gx) in enumerate(zip(inputs, input_grads)):
             if gx is None:
                 continue
             kind = type(x)
@@ -353,7 +389,7 @@ def _accumulate(targets, seeds, sources, tape_id, stops, prune):
                 continue
             x_data = x._data
             if type(gx) is not Tensor or gx._data.shape != x_data.shape or gx._data.dtype is not x_data.dtype:
-                gx = _unbroadcast(gx, x, node.prim)
+                gx = _unbroadcast(gx, x, node.prim, index)
             previous = grads.get(x)
             grads[x] = gx if previous is None else _prims.add(previous, gx)
     return grads
@@ -387,6 +423,19 @@ def _unflatten(structure, leaves):
                  for item in structure]
         return type(structure)(*items) if hasattr(structure, "_fields") else type(structure)(items)
     return {key: _unflatten(structure[key], leaves) for key in structure}
+
+
+def _check_real(sources, what):
+    """`sources`, once none is complex: gpugrad does not differentiate with respect to
+    complex values (TensorFlow returns the conjugate of the derivative; PyTorch and JAX use
+    other conventions), so such a request is an error rather than a silent convention."""
+    for s in sources:
+        if s._data.dtype.kind == "c":
+            name = f"Variable {s.name!r}" if type(s) is Variable else "a Tensor"
+            raise TypeError(f"{what}: source {name} is complex ({s.dtype}); gpugrad differentiates only with "
+                            f"respect to real (float) values. Keep the real and imaginary parts as two float "
+                            f"tensors and differentiate with respect to each")
+    return sources
 
 
 class UnconnectedGradients(str, enum.Enum):
@@ -526,7 +575,7 @@ class GradientTape:
         """
         mode = _unconnected_mode(unconnected_gradients)
         targets = _flatten(target, "gradient targets")
-        flat_sources = _flatten(sources, "gradient sources")
+        flat_sources = _check_real(_flatten(sources, "gradient sources"), "tape.gradient")
         self._consume()
         try:
             seeds = _seeds(targets, target, output_gradients, "output_gradients")
@@ -551,7 +600,7 @@ class GradientTape:
         self._consume()
         try:
             target = _as_target(target)
-            flat_sources = _flatten(sources, "jacobian sources")
+            flat_sources = _check_real(_flatten(sources, "jacobian sources"), "tape.jacobian")
             rows = [self._gradient([target], [seed], flat_sources) for seed in _one_hots(target, target.shape)]
             jacobians = [_stack_rows([r[k] for r in rows], target.shape, s) for k, s in enumerate(flat_sources)]
             return _unflatten(sources, iter(_fill_unconnected(jacobians, flat_sources, mode, target.shape)))
@@ -635,12 +684,18 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="
     """
     mode = _unconnected_mode(unconnected_gradients)
     targets = _flatten(ys, "gradients ys")
-    sources = _flatten(xs, "gradients xs")
+    sources = _check_real(_flatten(xs, "gradients xs"), "gg.gradients")
     stops = frozenset(_flatten(stop_gradients, "stop_gradients")) if stop_gradients else frozenset()
     seeds = _seeds(targets, ys, grad_ys, "grad_ys")
     grads = _backward(targets, seeds, set(sources), None, stops)
     found = [grads.get(s) if s._data.dtype.kind in "fc" else None for s in sources]
     return _fill_unconnected(found, sources, mode)
+
+
+def _describe(value):
+    if type(value) is tuple:
+        return f"a tuple of {len(value)} ({', '.join(type(v).__name__ for v in value)})"
+    return f"a {type(value).__name__}"
 
 
 class _CustomOp:
@@ -673,7 +728,10 @@ def _as_tuple(grads, count, function_name):
 
 
 def custom_gradient(f):
-    """Decorate `f(*tensors) -> (y, grad_fn)` to give `y` the gradient `grad_fn` defines.
+    """Decorate `f(*tensors, **options) -> (y, grad_fn)` to give `y` the gradient `grad_fn` defines.
+
+    Positional arguments are the differentiable inputs (values become constants); keyword
+    arguments are passed to `f` unchanged and get no gradient.
 
     `grad_fn(upstream)` returns one gradient per tensor argument (None allowed). When `f`
     reads trainable Variables that are not among its arguments, `grad_fn(upstream,
@@ -681,16 +739,21 @@ def custom_gradient(f):
     not recorded; the gradients `grad_fn` builds from gg ops are, so they differentiate again.
     """
     @functools.wraps(f)
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         args = tuple(a if type(a) is Tensor or type(a) is Variable else constant(a) for a in args)
         collector = GradientTape(watch_accessed_variables=True)
         state = _STATE
         outer, state.tapes = state.tapes, []
         collector._start()  # the only tape recording while f runs
         try:
-            y, grad_fn = f(*args)
+            returned = f(*args, **kwargs)
         finally:
             state.tapes = outer
+        if type(returned) is not tuple or len(returned) != 2 or not callable(returned[1]):
+            raise TypeError(f"a @custom_gradient function must return (y, grad_fn), a pair of its result and the "
+                            f"function of the upstream gradient; {f.__name__} returned "
+                            f"{_describe(returned)}")
+        y, grad_fn = returned
         if type(y) is not Tensor:
             y = constant(y)
         variables = tuple(v for v in collector.watched_variables() if not any(v is a for a in args))
