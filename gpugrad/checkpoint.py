@@ -5,7 +5,11 @@ moves them to and from the host, checks them and makes writes atomic. No math he
 """
 import errno
 import os
+import re
+import shutil
+import socket
 import uuid
+import zlib
 
 import numpy
 from safetensors import SafetensorError, safe_open
@@ -24,6 +28,19 @@ _DTYPE_NAMES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U1
 _BUILD_HINT = ("\nOptimizer state does not line up: restore builds a fresh optimizer's state only for variables "
                "of the object whose slots the file holds; otherwise call optimizer.build(var_list) with the "
                "variables it was saved with, before gg.restore.")
+
+
+# A save writes its file in a staging directory next to the checkpoint, named
+# ".<name>.gpugrad-tmp-<host>-<pid>-<random>" (host: a CRC of this machine's name, pid: the
+# saving process), and renames it over the checkpoint. A save killed mid-write leaves its
+# staging directory behind; the next save or restore of that path removes the ones whose
+# process is gone. Only this machine's are judged, as a pid means nothing on another machine
+# sharing the directory (over NFS, say), and a pid that is alive again (reused) keeps its
+# directory until it is not. safetensors itself writes to a temporary file of its own
+# (".tmpXXXXXX", mode 0600) in the directory it writes to: here that is the staging directory.
+_HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")
+_STAGING_TAIL = re.compile(r"(\d{1,9})-[0-9a-f]{8}")  # "<pid>-<random>"
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors' Rust errors give their errno
 
 
 def _join(path, key):
@@ -97,10 +114,17 @@ def save(path, obj):
     `optimizer.variables`), its slots under that name. Two values under one name raise
     ValueError; a dtype safetensors cannot store (complex128) raises TypeError.
 
-    Values are copied to the host. The file is written to a temporary file in the same
-    directory, flushed to disk and renamed over `path`, so a crash or an error leaves the
-    previous file at `path` untouched. The metadata records {"format": "gpugrad",
-    "gpugrad_version": ...}; any safetensors reader (`safetensors.numpy.load_file`) reads it.
+    Values are copied to the host. The file is written in a staging directory beside `path`
+    (`.<name>.gpugrad-tmp-<host>-<pid>-<random>`), flushed to disk and renamed over `path`,
+    and the directory is flushed too, so a crash or an error leaves the previous file at
+    `path` untouched; the staging directory of a save killed mid-write is removed by the
+    next save or restore of `path` once its process is gone. The file keeps the permission
+    bits of the file it replaces; a new one gets those open() gives (0o666 less the umask).
+    Errors name `path`: IsADirectoryError for a directory, FileNotFoundError for a missing
+    parent directory, and an OSError of the failure's kind (PermissionError, ...) when the
+    write fails, with what to do about a read-only directory or a full disk. The metadata
+    records {"format": "gpugrad", "gpugrad_version": ...}; any safetensors reader
+    (`safetensors.numpy.load_file`) reads it.
 
     Departures from TensorFlow: tf.train.Checkpoint writes its own format (an index plus
     data shards) keyed by object-graph paths; gpugrad writes one safetensors file keyed by
@@ -122,19 +146,119 @@ def save(path, obj):
         tensors[name] = array
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"save: {path!r} is a directory; give the checkpoint a file name, such "
+                                              f"as {os.path.join(path, 'checkpoint.safetensors')!r}", path)
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"save: no directory {directory!r} to write the checkpoint in", path)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    _remove_stale_staging(path)
+    staging = f"{_staging_prefix(path)}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staged = os.path.join(staging, os.path.basename(path))
     try:
-        _safetensors_numpy.save_file(tensors, temporary,
-                                     metadata={"format": "gpugrad", "gpugrad_version": __version__})
-        with open(temporary, "r+b") as written:
+        os.mkdir(staging, 0o700)
+        mode = _mode(path, staged)
+        _safetensors_numpy.save_file(tensors, staged, metadata={"format": "gpugrad", "gpugrad_version": __version__})
+        with open(staged, "r+b") as written:
+            os.chmod(staged, mode)
             os.fsync(written.fileno())  # the bytes are on disk before the name points at them
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.remove(temporary)
-        raise
+        os.replace(staged, path)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(error, (OSError, SafetensorError)):
+            raise
+        raise _write_error(error, path, directory) from error
+    os.rmdir(staging)  # empty now
+    try:
+        _sync_directory(directory)
+    except OSError as error:
+        code, reason = _errno_and_reason(error)
+        raise OSError(code, f"save: wrote the checkpoint {path!r} but could not sync its directory {directory!r} "
+                            f"({reason}), so a crash may still lose it", path) from error
+
+
+def _staging_prefix(path):
+    """The staging directory of a save of `path` on this machine, less "<pid>-<random>"."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{name}.gpugrad-tmp-{_HOST}-")
+
+
+def _remove_stale_staging(path):
+    """Remove the staging directories that saves of `path` on this machine left behind when
+    their process died. Best effort: one that cannot be listed or removed stays."""
+    directory, prefix = os.path.split(_staging_prefix(path))
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        tail = _STAGING_TAIL.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        if tail and entry.is_dir(follow_symlinks=False) and not _alive(int(tail[1])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid):
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows: keep every staging directory there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's live process
+    return True
+
+
+def _mode(path, staged):
+    """The permission bits the checkpoint gets: those of the file it replaces (as writing over
+    that file would keep them), else those open() gives a new file (0o666 less the umask, or
+    what the directory's default ACL says), found by creating `staged` with open()'s mode."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            return os.fstat(descriptor).st_mode & 0o777
+        finally:
+            os.close(descriptor)
+
+
+def _write_error(error, path, directory):
+    """The OSError a save of `path` that failed with `error` raises: what went wrong, that the
+    file at `path` is unchanged, and what to do about an unwritable directory or a full disk."""
+    code, reason = _errno_and_reason(error)
+    message = f"save: could not write the checkpoint {path!r} ({reason}); the file there, if any, is unchanged"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        message += (f"; the checkpoint is written beside it and renamed over it, so the directory {directory!r} "
+                    f"must be writable: save elsewhere or make it writable")
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        message += "; the new checkpoint is written in full beside the old one before replacing it: free some space"
+    return OSError(code, message, path)
+
+
+def _errno_and_reason(error):
+    """(errno, what went wrong) of an OSError, or of a safetensors error that names an
+    "os error N" (EIO and the error's text when it names none)."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno, error.strerror
+    match = _OS_ERROR.search(str(error))
+    if match:
+        return int(match[1]), os.strerror(int(match[1]))
+    return errno.EIO, str(error)
+
+
+def _sync_directory(directory):
+    """fsync `directory`, so that the rename in it survives a crash, where the system and the
+    filesystem can (Windows cannot open a directory)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # EINVAL: a filesystem that cannot sync a directory
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def _read(path, what, load_values):
@@ -143,6 +267,8 @@ def _read(path, what, load_values):
     path = os.fspath(path)
     listing, values = {}, {}
     try:
+        with open(path, "rb"):  # Python's errors (IsADirectoryError...) before safetensors' (ENODEV...)
+            pass
         with safe_open(path, framework="np") as handle:
             for name in handle.keys():
                 piece = handle.get_slice(name)
@@ -150,8 +276,14 @@ def _read(path, what, load_values):
                 listing[name] = (tuple(piece.get_shape()), _DTYPE_NAMES.get(code, code))
                 if load_values and code in _DTYPE_NAMES:
                     values[name] = numpy.array(handle.get_tensor(name))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(errno.ENOENT, f"{what}: no checkpoint file at {path!r}", path) from None
+    except IsADirectoryError:
+        raise IsADirectoryError(errno.EISDIR, f"{what}: {path!r} is a directory, not a checkpoint file; give the path "
+                                              f"of a file gg.save wrote", path) from None
+    except OSError as error:
+        code, reason = _errno_and_reason(error)
+        raise OSError(code, f"{what}: could not read the checkpoint {path!r} ({reason})", path) from error
     except SafetensorError as error:
         raise ValueError(f"{what}: {path!r} is not a readable safetensors checkpoint ({error})") from None
     return listing, values
@@ -161,7 +293,8 @@ def list_checkpoint(path):
     """{name: (shape tuple, dtype name such as "float32")} of the checkpoint at `path`,
     read from the header alone (no values are loaded).
 
-    A missing file raises FileNotFoundError; a truncated or corrupted one ValueError.
+    A missing file raises FileNotFoundError, a directory IsADirectoryError, another failure
+    to read an OSError naming `path`; a truncated or corrupted file raises ValueError.
     Dtypes NumPy has no name for (bfloat16, float8...) keep their safetensors code ("BF16").
     Departure from TensorFlow: tf.train.list_variables returns [(name, shape)] pairs
     without dtypes.
@@ -214,8 +347,9 @@ def restore(path, obj):
     place, on its own device) and every optimizer's `iterations` set. An optimizer in `obj`
     without state for a variable whose slots the file holds builds it first, so a fresh
     optimizer can be restored next to its model; otherwise build it yourself with
-    `optimizer.build(var_list)`. A missing file raises FileNotFoundError, a truncated or
-    corrupted one ValueError. Returns None.
+    `optimizer.build(var_list)`. Errors are those of `gg.list_checkpoint`. Removes the
+    staging directories that saves of `path` killed mid-write left (see `gg.save`).
+    Returns None.
 
     Departures from TensorFlow: tf.train.Checkpoint.restore matches lazily (values wait for
     variables created later) and reports unmatched names only on request
@@ -224,6 +358,7 @@ def restore(path, obj):
     """
     _check_savable(obj, "restore")
     path = os.fspath(path)
+    _remove_stale_staging(path)
     listing, values = _read(path, "restore", load_values=True)
     built = _build_from_file(obj, listing)
     try:

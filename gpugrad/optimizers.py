@@ -38,9 +38,9 @@ class Optimizer:
 
     Args:
         learning_rate: a finite non-negative float, or a callable of the step number (0 for
-            the first update, the number of `apply_gradients` calls so far) returning one; a
-            value that is not raises ValueError, the schedule's at the step it returns it,
-            before any variable is updated.
+            the first update, the number of `apply_gradients` calls so far) returning one.
+            Anything else raises ValueError: a number at construction, a schedule's value
+            (NaN, infinite, negative) at the step it returns it, before any variable is updated.
         clipvalue: clip every gradient elementwise to [-clipvalue, clipvalue].
         clipnorm: rescale every gradient to an L2 norm of at most clipnorm.
         global_clipnorm: rescale all gradients together to a global L2 norm of at most this.
@@ -137,6 +137,9 @@ class Optimizer:
 
     def apply_gradients(self, grads_and_vars):
         """Update each Variable in place from its gradient; None gradients are skipped.
+
+        `grads_and_vars` is an iterable of (gradient, variable) pairs, tuples or lists, such as
+        `zip(grads, model.trainable_variables)`; a bare list of gradients raises TypeError.
 
         Everything is checked before any variable is touched: the variables are gg.Variables
         of a floating dtype, and each gradient matches its variable's shape, dtype and device
