@@ -44,7 +44,8 @@ class Backend:
     xp = None
 
     def asarray(self, value, dtype=None):
-        """An array of this backend holding `value` (copied), dtype inferred as TensorFlow does."""
+        """An array of this backend holding `value` (copied), dtype inferred as TensorFlow does.
+        Python numbers and lists given a `dtype` must fit it (see exact_cast); arrays are cast."""
         raise NotImplementedError
 
     def to_host(self, array):
@@ -115,23 +116,67 @@ def adam_step_size(lr, beta_1, beta_2, step):
     return lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
 
 
-def _infer_python_value(value):
-    """A numpy array for a Python scalar or nested list, with TensorFlow's dtype rules:
-    float -> float32, int -> int32 (int64 when it does not fit), bool -> bool."""
+def _python_array(value):
+    """A numpy array of a Python scalar or nested list, as NumPy builds it; integers beyond
+    int64 and uint64, which NumPy keeps as Python objects, are an OverflowError."""
     try:
         array = numpy.asarray(value)
+    except OverflowError:
+        raise OverflowError(f"cannot make a tensor from {value!r}: an integer is too large for any integer dtype "
+                            f"(int64 holds -2**63 to 2**63-1, uint64 0 to 2**64-1)") from None
     except (ValueError, TypeError) as error:
         raise ValueError(f"cannot make a tensor from {value!r}: {error}") from None
+    if array.dtype.kind == "O" and any(type(item) is int for item in array.flat):
+        raise OverflowError(f"cannot make a tensor from {value!r}: an integer is too large for any integer dtype "
+                            f"(int64 holds -2**63 to 2**63-1, uint64 0 to 2**64-1)")
+    if array.dtype.kind not in "biufc":
+        raise ValueError(f"cannot make a tensor from {value!r}: it is not numeric (numpy sees dtype {array.dtype})")
+    return array
+
+
+def _infer_python_value(value):
+    """A numpy array for a Python scalar or nested list, with TensorFlow's dtype rules:
+    float -> float32, int -> int32 (int64 when it does not fit; larger is an OverflowError),
+    bool -> bool, complex -> complex128."""
+    array = _python_array(value)
     kind = array.dtype.kind
     if kind == "f":
         return array.astype(float32)
     if kind in "iu":
         if array.size == 0 or (array.min() >= _INT32_MIN and array.max() <= _INT32_MAX):
             return array.astype(int32)
+        if kind == "u" and array.max() > numpy.iinfo(int64).max:
+            raise OverflowError(f"cannot make a tensor from {value!r}: {array.max()} does not fit int64, the widest "
+                                f"integer dtype inferred; pass dtype='uint64' for unsigned values")
         return array.astype(int64)
-    if kind in "bc":
-        return array
-    raise ValueError(f"cannot make a tensor from {value!r}: it is not numeric (numpy sees dtype {array.dtype})")
+    return array
+
+
+def exact_cast(array, dtype, what):
+    """`array` as `dtype` (a copy), or an error naming the first value the cast would change
+    beyond rounding: complex to real, a fraction or an out-of-range value to an integer or
+    bool, a finite value that overflows a float dtype. Float-to-float rounding is allowed,
+    as for any assignment of a Python float."""
+    source = array.dtype
+    if source == dtype:
+        return array.copy()
+    xp = xp_of(array)
+    if source.kind == "c" and dtype.kind != "c":
+        raise TypeError(f"{what}: cannot convert complex values to {dtype} (the imaginary part would be lost); take "
+                        f"the real part explicitly first")
+    with numpy.errstate(invalid="ignore", over="ignore"):
+        converted = array.astype(dtype)
+        if dtype.kind in "biu":
+            changed = converted.astype(source) != array
+        elif dtype.kind in "fc" and source.kind in "fc":
+            changed = xp.isfinite(array) & ~xp.isfinite(converted)
+        else:  # integers and bools to a float or complex dtype: overflow only
+            changed = ~xp.isfinite(converted)
+    if changed.any():
+        bad = array[changed].ravel()[0].item()
+        raise ValueError(f"{what}: the value {bad!r} does not fit {dtype}; cast explicitly (gg.cast) if a "
+                         f"changed value is what you want")
+    return converted
 
 
 class NumpyBackend(Backend):
@@ -146,13 +191,9 @@ class NumpyBackend(Backend):
             return numpy.array(numpy.from_dlpack(value), dtype=dtype)
         if value is None:
             raise ValueError("cannot make a tensor from None")
-        array = _infer_python_value(value) if dtype is None else None
-        if array is None:
-            try:
-                array = numpy.array(value, dtype=dtype)
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"cannot make a {dtype} tensor from {value!r}: {error}") from None
-        return array
+        if dtype is None:
+            return _infer_python_value(value)
+        return exact_cast(_python_array(value), dtype, f"cannot make a tensor of dtype {dtype} from {value!r}")
 
     def to_host(self, array):
         return numpy.array(array)
@@ -331,9 +372,13 @@ def default_device():
     else cuda:0 when usable, else cpu."""
     global _default_device
     if _default_device is None:
-        requested = os.environ.get("GPUGRAD_DEVICE")
+        requested = os.environ.get("GPUGRAD_DEVICE", "").strip()
         if requested:
-            _default_device = canonical_device(requested)
+            try:
+                _default_device = canonical_device(requested)
+            except ValueError as error:
+                raise ValueError(f"the environment variable GPUGRAD_DEVICE={os.environ['GPUGRAD_DEVICE']!r} is not "
+                                 f"a device: {error}; set it to cpu, cuda or cuda:N, or unset it") from None
         else:
             _default_device = "cuda:0" if _probe_cuda()[0] else "cpu"
     return _default_device

@@ -16,12 +16,16 @@ def _shifted(logits, axis, what):
     The maximum is a constant to the tape: softmax does not depend on the shift."""
     x = _tensor(logits)
     axis = _axis(axis, x.ndim, x.shape, what)
+    if x.size == 0:  # no maximum to shift by
+        return _ops.identity(x), axis
     return x - _ops.stop_gradient(_ops.reduce_max(x, axis=axis, keepdims=True)), axis
 
 
 def softmax(logits, axis=-1):
     """exp(logits) / sum(exp(logits)) along `axis`, computed without overflow for large logits."""
     z, axis = _shifted(logits, axis, "softmax")
+    if z.size == 0:  # an empty axis or batch: nothing to normalize, an empty result as in TensorFlow
+        return z
     e = _ops.exp(z)
     return e / _ops.reduce_sum(e, axis=axis, keepdims=True)
 
@@ -29,6 +33,8 @@ def softmax(logits, axis=-1):
 def log_softmax(logits, axis=-1):
     """logits - log(sum(exp(logits))) along `axis`: exact where softmax would round to 0."""
     z, axis = _shifted(logits, axis, "log_softmax")
+    if z.size == 0:  # as softmax
+        return z
     return z - _ops.log(_ops.reduce_sum(_ops.exp(z), axis=axis, keepdims=True))
 
 

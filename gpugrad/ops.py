@@ -22,7 +22,7 @@ __all__ = [
     "abs", "add", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "divide", "equal", "exp",
     "expand_dims", "eye", "fill", "getitem", "greater", "greater_equal", "identity", "less", "less_equal",
     "linspace", "log", "log1p", "matmul", "maximum", "minimum", "multiply", "negative", "not_equal",
-    "ones", "ones_like", "power", "range", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
+    "ones", "ones_like", "power", "range", "reduce_all", "reduce_any", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
     "reduce_sum", "relu", "reshape", "sigmoid", "sign", "sin", "softplus", "sqrt", "square",
     "squared_difference", "squeeze", "stack", "stop_gradient", "subtract", "tanh", "tile", "transpose",
     "where", "zeros", "zeros_like",
@@ -125,6 +125,20 @@ def reduce_prod(input_tensor, axis=None, keepdims=False):
     their dtype, as in TensorFlow."""
     x = _tensor(input_tensor)
     return _p.reduce_prod(x, axis=_axes(axis, x, "reduce_prod"), keepdims=bool(keepdims))
+
+
+def reduce_any(input_tensor, axis=None, keepdims=False):
+    """Logical or over `axis`: True where any element is nonzero (False for none), a bool tensor."""
+    x = _tensor(input_tensor)
+    nonzero = _p.cast(_p.not_equal(x, 0), dtype=_backend.int64)
+    return _p.not_equal(reduce_sum(nonzero, axis, keepdims), 0)
+
+
+def reduce_all(input_tensor, axis=None, keepdims=False):
+    """Logical and over `axis`: True where every element is nonzero (True for none), a bool tensor."""
+    x = _tensor(input_tensor)
+    zero = _p.cast(_p.equal(x, 0), dtype=_backend.int64)
+    return _p.equal(reduce_sum(zero, axis, keepdims), 0)
 
 
 def reshape(tensor, shape):

@@ -72,6 +72,9 @@ class _ArrayValue:
 
     def __bool__(self):
         _host_read("bool()")
+        if self._data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self._data.shape} is ambiguous: use "
+                             f"gg.reduce_any(t) or gg.reduce_all(t) to ask whether any or every element is true")
         return bool(self._data)
 
     def __len__(self):
@@ -155,13 +158,28 @@ class Variable(_ArrayValue):
         return _ops.identity(self)
 
     def _new_value(self, value, what):
+        """The array to write: a tensor of the Variable's dtype and device, or a value that
+        converts to its dtype without changing (see backend.exact_cast), as TensorFlow checks."""
         if type(value) is Tensor or type(value) is Variable:
             if value._device != self._device:
                 raise ValueError(f"{what}: value is on {value._device} but Variable '{self.name}' is on "
                                  f"{self._device}")
+            if value._data.dtype != self._data.dtype:
+                raise TypeError(f"{what}: value has dtype {value.dtype} but Variable '{self.name}' has dtype "
+                                f"{self.dtype}; cast it first: gg.cast(value, '{self.dtype}')")
             data = value._data
         else:
-            data, _ = _to_array(value, None, self._device)
+            if type(value) is TracedNumber:
+                value = value.used("copied into a tensor")
+            backend = _backend.backend_of(self._device)
+            context = f"{what} to Variable '{self.name}' ({self.dtype})"
+            if hasattr(value, "dtype"):  # an array: converted to the Variable's dtype only if no value changes
+                data = _backend.exact_cast(backend.asarray(value), self._data.dtype, context)
+            else:
+                try:
+                    data = backend.asarray(value, self._data.dtype)
+                except (TypeError, ValueError, OverflowError) as error:
+                    raise type(error)(f"{context}: {error}") from None
         if data.shape != self._data.shape:
             raise ValueError(f"{what}: value of shape {data.shape} does not match Variable '{self.name}' "
                              f"of shape {self._data.shape}")
