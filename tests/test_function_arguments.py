@@ -58,9 +58,14 @@ class _Scale(gg.Module):
 def test_a_fresh_model_each_call_never_replays_a_freed_ones_weights():
     f = gg.function(lambda m, x: m(x))
     x = gg.constant(2.0)
+
+    def call(i):  # the model dies after the call; Python may put the next one at its address
+        model = _Scale(float(i))
+        return float(f(model, x))
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # it retraces on purpose
-        results = [float(f(_Scale(float(i)), x)) for i in range(12)]
+        results = [call(i) for i in range(12)]
     assert results == [2.0 * i for i in range(12)]
 
 
