@@ -172,8 +172,9 @@ class _Same:
 
 def _flatten(value, where, key, leaves, on_death, wheres):
     """Append `value`'s signature to `key` and its runtime inputs (Tensors, Python numbers)
-    to `leaves` (and their places, as in "argument 0[1]", to `wheres` unless it is None),
-    walking lists, tuples, namedtuples and dicts; returns `value` with arrays made Tensors."""
+    to `leaves` (and, unless `wheres` is None, their places, as "argument 0[1]", to
+    `wheres`), walking lists, tuples, namedtuples and dicts; returns `value` with arrays
+    made Tensors. `where` names `value`'s place (None when `wheres` is None)."""
     kind = type(value)
     if kind is Tensor:
         key.append((value._data.shape, value._data.dtype, value._device))
@@ -191,12 +192,14 @@ def _flatten(value, where, key, leaves, on_death, wheres):
         return _flatten(constant(value), where, key, leaves, on_death, wheres)
     elif isinstance(value, (list, tuple)):
         key.append((kind, len(value)))
-        items = [_flatten(item, f"{where}[{i}]", key, leaves, on_death, wheres) for i, item in enumerate(value)]
+        items = [_flatten(item, where and f"{where}[{i}]", key, leaves, on_death, wheres)
+                 for i, item in enumerate(value)]
         if any(new is not old for new, old in zip(items, value)):
             value = kind._make(items) if hasattr(value, "_fields") else kind(items)
     elif isinstance(value, dict):
         key.append((kind, tuple(value)))
-        items = {k: _flatten(item, f"{where}[{k!r}]", key, leaves, on_death, wheres) for k, item in value.items()}
+        items = {k: _flatten(item, where and f"{where}[{k!r}]", key, leaves, on_death, wheres)
+                 for k, item in value.items()}
         if any(items[k] is not value[k] for k in value):
             value = dict(items) if kind is dict else kind(items)
     else:
@@ -278,16 +281,18 @@ class Function:
             if index in self._static_argnums:
                 key.append(("static", _hashable(value, f"argument {index}")))
             else:
-                new_args[index] = _flatten(value, f"argument {index}", key, leaves, on_death, wheres)
+                where = f"argument {index}" if wheres is not None else None
+                new_args[index] = _flatten(value, where, key, leaves, on_death, wheres)
         if kwargs:
+            kwargs = dict(kwargs)
             for name in sorted(kwargs):
                 value = kwargs[name]
                 if name in self._static_argnames:
                     key.append((name, "static", _hashable(value, f"argument {name!r}")))
                 else:
                     key.append(name)
-                    kwargs = dict(kwargs)
-                    kwargs[name] = _flatten(value, f"argument {name!r}", key, leaves, on_death, wheres)
+                    where = f"argument {name!r}" if wheres is not None else None
+                    kwargs[name] = _flatten(value, where, key, leaves, on_death, wheres)
         return tuple(key), new_args, kwargs, leaves
 
     def _capture(self, args, kwargs):
