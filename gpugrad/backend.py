@@ -7,6 +7,7 @@ lazily, so importing gpugrad initializes no CUDA context.
 import contextlib
 import math
 import os
+import threading
 
 import numpy
 
@@ -367,10 +368,23 @@ def backend_of(device):
 _default_device = None
 
 
+class _Scope(threading.local):
+    """The `gg.device` block in force in this thread, if any (TensorFlow's device scopes
+    are per thread too)."""
+
+    device = None
+
+
+_scope = _Scope()
+
+
 def default_device():
-    """Where new tensors are created: set_default_device / gg.device, else GPUGRAD_DEVICE,
-    else cuda:0 when usable, else cpu."""
+    """Where new tensors are created: the innermost `gg.device` block of this thread, else
+    set_default_device, else GPUGRAD_DEVICE, else cuda:0 when usable, else cpu."""
     global _default_device
+    scoped = _scope.device
+    if scoped is not None:
+        return scoped
     if _default_device is None:
         requested = os.environ.get("GPUGRAD_DEVICE", "").strip()
         if requested:
@@ -385,21 +399,22 @@ def default_device():
 
 
 def set_default_device(name):
-    """Make `name` the device on which new tensors are created."""
+    """Make `name` the device on which new tensors are created (in every thread, outside
+    `gg.device` blocks)."""
     global _default_device
     _default_device = canonical_device(name)
 
 
 @contextlib.contextmanager
 def device(name):
-    """`with gg.device("cpu"):` creates new tensors on that device inside the block."""
-    global _default_device
-    previous = default_device()
-    _default_device = canonical_device(name)
+    """`with gg.device("cpu"):` creates new tensors on that device inside the block, in this
+    thread."""
+    previous = _scope.device
+    _scope.device = canonical_device(name)
     try:
-        yield _default_device
+        yield _scope.device
     finally:
-        _default_device = previous
+        _scope.device = previous
 
 
 def device_of_dlpack(obj):

@@ -107,3 +107,25 @@ def test_a_tape_recording_in_one_thread_does_not_record_another_threads_ops():
         z = x * 2.0
     assert tape.gradient(recorded["y"], x) is None
     assert float(tape.gradient(z, x)) == 2.0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not any(d.startswith("cuda") for d in gg.devices()), reason="no CUDA device")
+def test_a_device_block_in_one_thread_leaves_another_threads_default():
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        with gg.device("cpu"):
+            seen["other"] = gg.constant(1.0).device
+            inside.set()
+            release.wait(10)
+
+    with gg.device("cuda:0"):
+        thread = threading.Thread(target=other)
+        thread.start()
+        inside.wait(10)
+        seen["main"] = gg.constant(1.0).device
+        release.set()
+        thread.join()
+    assert seen == {"other": "cpu", "main": "cuda:0"}
