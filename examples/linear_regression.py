@@ -1,5 +1,5 @@
-"""Linear regression y = 3x + 2 with per-sample gradient steps, as in the seed tutorial on
-tf.gradients (seed 001), spelled the gpugrad way.
+"""Linear regression y = 3x + 2 with per-sample gradient steps, as in the TensorFlow 2
+tutorial on tf.gradients that this project grew from, spelled the gpugrad way.
 
 32 noisy samples (x an integer in [-10, 100) plus N(0, 0.1^2) noise), w = 2 and b = 1 to
 start, the loss (y - (w x + b))^2 / (2 * 32) of one sample at a time, SGD with learning

@@ -1,9 +1,10 @@
-"""The seed tutorials' two-layer regression net, trained with gpugrad: the main example.
+"""The two-layer regression net of the TensorFlow 2 tutorials this project grew from, trained
+with gpugrad: the main example.
 
 1 -> 3 sigmoid -> 1 on 300 points of y = x^2 - 0.5 + N(0, 0.05) noise, x in [-1, 1],
 full-batch SGD with learning rate 0.1 for 2000 steps, on the default device (a GPU when
-there is one) or the one given with --device. Prints the loss every 20 steps as the seed
-does, shows a progress bar, saves a plot of the data, the fit and the loss curve, saves a
+there is one) or the one given with --device. Prints the loss every 20 steps as the tutorials
+do, shows a progress bar, saves a plot of the data, the fit and the loss curve, saves a
 checkpoint, and prints the final partial derivatives of every trainable variable.
 
     python examples/two_layer_regression.py [--device cpu|cuda] [--steps 2000] [--quiet]
@@ -25,7 +26,7 @@ OPTIMIZERS = {
 
 
 class TwoLayerNet(gg.Module):
-    """The seed's add_layer twice: normal weights, biases 0.1, a sigmoid hidden layer."""
+    """The tutorials' add_layer twice: normal weights, biases 0.1, a sigmoid hidden layer."""
 
     def __init__(self, hidden, seed):
         self.hidden = gg.nn.Dense(1, hidden, activation=gg.nn.sigmoid, kernel_initializer="normal",
@@ -37,7 +38,7 @@ class TwoLayerNet(gg.Module):
 
 
 def mean_squared_error(y, prediction):
-    """The seed's loss: reduce_mean(reduce_sum(square(ys - prediction), reduction_indices=[1]))."""
+    """The tutorials' loss: reduce_mean(reduce_sum(square(ys - prediction), reduction_indices=[1]))."""
     return gg.reduce_mean(gg.reduce_sum(gg.square(y - prediction), axis=1))
 
 

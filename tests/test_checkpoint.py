@@ -1,6 +1,7 @@
 """gg.save, gg.restore and gg.list_checkpoint: round trips (modules, dicts, optimizers, training
-resumed exactly), the SPEC's names read back by plain safetensors, strict matching with every
-mismatch in one error, unreadable files, and atomic writes."""
+resumed exactly), the saved names (attribute paths, optimizer slots under their variable's
+name) read back by plain safetensors, strict matching with every mismatch in one error,
+unreadable files, and atomic writes."""
 import os
 import re
 
@@ -162,7 +163,7 @@ def test_resumed_training_follows_the_uninterrupted_trajectory_exactly(tmp_path,
 # ---------------------------------------------------------------------------------------
 # names and the file itself
 
-def test_names_follow_the_spec_and_plain_safetensors_reads_the_file(tmp_path, rng):
+def test_names_are_paths_and_plain_safetensors_reads_the_file(tmp_path, rng):
     x, y = data(rng)
     model, opt = Net(seed=4), gg.optimizers.Adam(0.01)
     stray = gg.Variable(np.ones((2, 2), dtype=np.float32))  # optimizer state for a variable outside the model

@@ -1,4 +1,5 @@
-"""SPEC 1 (devices) and 2 (Tensors and Variables), plus the creation functions and seed 004's Variables."""
+"""Devices, Tensors and Variables, the creation functions, and the Variables of the TensorFlow 2
+tutorial this project grew from."""
 import os
 import subprocess
 import sys
@@ -595,12 +596,12 @@ def test_variable_from_variable_copies():
     assert w.numpy().tolist() == [1.0, 2.0]
 
 
-# Seed 004: Variables from numbers, lists, ndarrays and tensors.
+# The tutorial's Variables from numbers, lists, ndarrays and tensors.
 
 @pytest.mark.parametrize("make, shape, dtype, values", [
     (lambda: gg.Variable(3), (), np.int32, 3),
     (lambda: gg.Variable([1, 2]), (2,), np.int32, [1, 2]),
-    # TensorFlow shows int32 here, but SPEC 2 says arrays keep their dtype (int64 on NumPy 2)
+    # TensorFlow shows int32 here, but gpugrad arrays keep their dtype (int64 on NumPy 2)
     (lambda: gg.Variable(np.array([1, 2])), (2,), np.array([1, 2]).dtype, [1, 2]),
     (lambda: gg.Variable(3.), (), np.float32, 3.0),
     (lambda: gg.Variable([1, 2], dtype=gg.float64), (2,), np.float64, [1.0, 2.0]),
@@ -608,7 +609,7 @@ def test_variable_from_variable_copies():
     (lambda: gg.Variable(gg.zeros([2, 3])), (2, 3), np.float32, [[0.0] * 3] * 2),
     (lambda: gg.Variable(gg.random.normal([2, 2])), (2, 2), np.float32, None),
 ], ids=["int", "int-list", "ndarray", "float", "float64", "tensor", "zeros", "normal"])
-def test_seed_004_variables(make, shape, dtype, values):
+def test_tutorial_variables(make, shape, dtype, values):
     v = make()
     assert isinstance(v, gg.Variable)
     assert v.shape == shape and v.dtype == dtype
@@ -621,7 +622,7 @@ def test_seed_004_variables(make, shape, dtype, values):
     assert f"numpy={v.numpy()}" in text
 
 
-def test_seed_004_assign_sequence():
+def test_tutorial_assign_sequence():
     x = gg.Variable([1, 2])
     assert x.assign([3, 4]).numpy().tolist() == [3, 4]
     assert x.assign_add([1, 1]).numpy().tolist() == [4, 5]
@@ -630,7 +631,7 @@ def test_seed_004_assign_sequence():
     assert "numpy=[5 6]" in repr(x)
 
 
-def test_seed_004_constant_has_no_assign_or_trainable():
+def test_tutorial_constant_has_no_assign_or_trainable():
     a = gg.constant(2)
     with pytest.raises(AttributeError):
         a.assign(3)

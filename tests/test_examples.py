@@ -1,4 +1,4 @@
-"""The examples run and print what the seed tutorials quote."""
+"""The examples run and print what the TensorFlow 2 tutorials this project grew from quote."""
 import pathlib
 import subprocess
 import sys
@@ -11,12 +11,12 @@ from helpers import has_cuda
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_derivatives_tour_prints_every_seed_value():
+def test_derivatives_tour_prints_every_tutorial_value():
     run = subprocess.run([sys.executable, str(EXAMPLES / "derivatives_tour.py"), "--device", "cpu"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "MISMATCH" not in run.stdout
-    assert "[ok] seed 003  second derivatives through nested tapes" in run.stdout
+    assert "[ok] GradientTape  second derivatives through nested tapes" in run.stdout
     last = run.stdout.strip().splitlines()[-1]
     matched, total = int(last.split()[0]), int(last.split()[2])
     assert matched == total >= 45, last
@@ -56,7 +56,7 @@ def _run_example(name, *args):
 
 
 def test_two_layer_regression_trains_plots_and_checkpoints(tmp_path):
-    """The main job with the seed settings: the loss every 20 steps, a PNG, a checkpoint
+    """The main job with the tutorials' settings: the loss every 20 steps, a PNG, a checkpoint
     that safetensors reads, the named partial derivatives, and a fitted curve."""
     import safetensors.numpy
 
@@ -78,13 +78,13 @@ def test_two_layer_regression_options(tmp_path):
     assert "Loss:" not in out and "final loss:" in out and "8 sigmoid" in out
 
 
-def test_linear_regression_prints_epochs_as_the_seed():
+def test_linear_regression_prints_epochs_as_the_tutorial():
     out = _run_example("linear_regression.py", "--epochs", "20")
     epochs = [line for line in out.splitlines() if line.startswith("epoch:")]
     assert len(epochs) == 20
     first_loss = float(epochs[0].split("loss:")[1].split()[0])
     last_loss = float(epochs[-1].split("loss:")[1].split()[0])
-    assert first_loss > 10 > 1 > last_loss  # the seed's pattern: large, then small
+    assert first_loss > 10 > 1 > last_loss  # the tutorial's pattern: large, then small
     assert abs(float(out.split("w = ")[1].split(",")[0]) - 3) < 0.05
 
 

@@ -19,7 +19,7 @@ SEED = 7
 # Training steps: eager and gg.function replicas from the same weights, compared every step
 
 class Net(gg.Module):
-    """The seed tutorials' net: 1 -> 3 sigmoid -> 1."""
+    """The TensorFlow 2 tutorials' net: 1 -> 3 sigmoid -> 1."""
 
     def __init__(self):
         self.hidden = gg.nn.Dense(1, 3, activation=gg.nn.sigmoid, seed=SEED)
@@ -99,7 +99,7 @@ def test_training_step_replays_bit_identical_to_eager(make_optimizer, device, rn
 
 
 def test_hand_written_assign_sub_step_replays_bit_identical_to_eager(device, rng):
-    """The seed tutorials' step: tape.gradient, then w.assign_sub(lr * grad) by hand."""
+    """The TensorFlow 2 tutorials' step: tape.gradient, then w.assign_sub(lr * grad) by hand."""
     init = [rng.normal(size=(1, 3)).astype(np.float32), np.full((1, 3), 0.1, np.float32),
             rng.normal(size=(3, 1)).astype(np.float32), np.full((1, 1), 0.1, np.float32)]
 

@@ -1,4 +1,4 @@
-"""What recorded history keeps alive (SPEC 4): tapes free their records once answered, and
+"""What recorded history keeps alive: tapes free their records once answered, and
 tensors computed outside a tape keep nothing."""
 import gc
 import types

@@ -1,5 +1,5 @@
-"""SPEC 9 (first half): gg.Module collects Variables by attribute path; gg.nn.Dense, its
-initialization, its gradients, and the seed network trained with SGD."""
+"""gg.Module collects Variables by attribute path; gg.nn.Dense, its initialization, its
+gradients, and the TensorFlow 2 tutorials' network trained with SGD."""
 import numpy as np
 import pytest
 
@@ -180,8 +180,8 @@ def test_dense_gradients_match_hand_derived_numpy(rng):
     np.testing.assert_allclose(grad_bias.numpy(), dz.sum(axis=0), rtol=1e-12)
 
 
-def test_seed_network_trains_with_sgd():
-    """1 -> 3 sigmoid -> 1 on y = x^2 - 0.5, SGD(0.1), seeded init as in the seed tutorial."""
+def test_tutorial_network_trains_with_sgd():
+    """1 -> 3 sigmoid -> 1 on y = x^2 - 0.5, SGD(0.1), seeded init as in the tutorials."""
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, size=(100, 1)).astype(np.float32)
     inputs, targets = gg.constant(x), gg.constant(x ** 2 - 0.5)

@@ -1,5 +1,6 @@
-"""SPEC 8: optimizers (the Keras 3 update rules, re-derived here in NumPy float64), the training
-calls, bad input, gg.debugging, and the clipping functions; plus the seed tutorials' numbers."""
+"""Optimizers (the Keras 3 update rules, re-derived here in NumPy float64), the training
+calls, bad input, gg.debugging, and the clipping functions; plus the numbers of the TensorFlow 2
+tutorials this project grew from."""
 import numpy as np
 import pytest
 
@@ -233,9 +234,9 @@ def test_slots_are_named_and_start_at_their_initial_values():
 
 
 # ---------------------------------------------------------------------------------------
-# 2. The seed tutorials' numbers
+# 2. The tutorials' numbers
 
-def test_seed_minimize_moves_w():
+def test_tutorial_minimize_moves_w():
     x = gg.constant([-1.0, -2.0])
     w = gg.Variable([2.0, 3.0])
 
@@ -247,7 +248,7 @@ def test_seed_minimize_moves_w():
     assert w.numpy().tolist() == [-4.0, -25.0]
 
 
-def test_seed_003_apply_gradients_finds_the_minimum():
+def test_tutorial_apply_gradients_finds_the_minimum():
     x = gg.Variable(0.0)
     optimizer = gg.optimizers.SGD(0.1)
     for _ in range(100):
@@ -258,7 +259,7 @@ def test_seed_003_apply_gradients_finds_the_minimum():
     assert optimizer.iterations == 100
 
 
-def test_seed_compute_gradients_pairs_gradients_with_variables():
+def test_tutorial_compute_gradients_pairs_gradients_with_variables():
     x, w = gg.Variable(5.0), gg.Variable(1.0)
     pairs = gg.optimizers.SGD().compute_gradients(lambda: w * x ** 2, [w, x])
     assert [float(g) for g, _ in pairs] == [25.0, 10.0]

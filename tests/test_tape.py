@@ -1,5 +1,6 @@
-"""SPEC 4 to 7: GradientTape, gradients, stop_gradient, custom gradients, numerical checks,
-the public primitive entry point, and every number the seed tutorials quote for them."""
+"""GradientTape, gradients, stop_gradient, custom gradients, numerical checks, the public
+primitive entry point, and every number the TensorFlow 2 tutorials this project grew from
+quote for them."""
 import re
 
 import numpy as np
@@ -180,7 +181,7 @@ def test_unknown_unconnected_gradients_is_value_error():
         tape.gradient(y, x, unconnected_gradients="bogus")
 
 
-def test_seed_003_list_of_targets_is_summed():
+def test_tutorial_list_of_targets_is_summed():
     x = gg.Variable(5.0)
     with gg.GradientTape() as tape:
         z1 = 3 * x
@@ -253,7 +254,7 @@ def test_non_persistent_tape_answers_once(first_call, second_call):
     assert str(info.value) == NON_PERSISTENT
 
 
-def test_seed_003_non_persistent_message():
+def test_tutorial_non_persistent_message():
     x1, x2 = gg.Variable(2.0), gg.Variable(3.0)
     with gg.GradientTape() as tape:
         z = (x1 + 5) * (x2 ** 2)
@@ -359,13 +360,13 @@ def test_assignment_after_gradient_is_fine_and_never_recorded():
 
 
 # ---------------------------------------------------------------------------------------
-# Nested tapes (seed 003 and 004)
+# Nested tapes (second derivatives, as in the tutorials)
 
 def _g(x1, x2):
     return (x1 + 5) * (x2 ** 2)
 
 
-def test_seed_003_second_derivatives():
+def test_tutorial_second_derivatives_of_g():
     x1, x2 = gg.Variable(2.0), gg.Variable(3.0)
     with gg.GradientTape(persistent=True) as outer_tape:
         with gg.GradientTape(persistent=True) as inner_tape:
@@ -377,7 +378,7 @@ def test_seed_003_second_derivatives():
     assert all(g.dtype == np.float32 for g in (outer_grads[0][1], outer_grads[1][0], outer_grads[1][1]))
 
 
-def test_seed_004_second_derivatives():
+def test_tutorial_second_derivatives_of_f():
     x, y = gg.Variable(3.0), gg.Variable(4.0)
     with gg.GradientTape(persistent=True) as tape2:
         with gg.GradientTape(persistent=True) as tape1:
@@ -556,7 +557,7 @@ def test_reset_makes_a_used_tape_answer_again():
 # ---------------------------------------------------------------------------------------
 # gg.gradients and gg.stop_gradient
 
-def _seed_001_targets():
+def _tutorial_gradients_targets():
     w1, w2, w3, w4 = (gg.Variable(gg.random.normal([3], seed=i)) for i in range(4))
     with gg.GradientTape() as tape:
         z1 = 3 * w1 + 2 * w2 + w3
@@ -564,22 +565,22 @@ def _seed_001_targets():
     return tape, [z1, z2], [w1, w2, w3, w4]
 
 
-def test_seed_001_gradients_with_grad_ys():
-    _, ys, ws = _seed_001_targets()
+def test_tutorial_gradients_with_grad_ys():
+    _, ys, ws = _tutorial_gradients_targets()
     grads = gg.gradients(ys, ws, grad_ys=[[-2.0, -3.0, -4.0], [-2.0, -3.0, -4.0]])
     assert type(grads) is list and len(grads) == 4
     assert values(grads) == [[-6.0, -9.0, -12.0], [-4.0, -6.0, -8.0], [0.0, 0.0, 0.0], [-2.0, -3.0, -4.0]]
     assert all(g.dtype == np.float32 for g in grads)
 
 
-def test_seed_001_gradients_unweighted():
-    _, ys, ws = _seed_001_targets()
+def test_tutorial_gradients_unweighted():
+    _, ys, ws = _tutorial_gradients_targets()
     grads = gg.gradients(ys, ws)
     assert values(grads) == [[3.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
 
 
 def test_gradients_does_not_consume_the_tape():
-    tape, ys, ws = _seed_001_targets()
+    tape, ys, ws = _tutorial_gradients_targets()
     gg.gradients(ys, ws)
     gg.gradients(ys, ws)
     assert values(tape.gradient(ys[0], ws[0])) == [3.0, 3.0, 3.0]
@@ -588,7 +589,7 @@ def test_gradients_does_not_consume_the_tape():
 
 
 @pytest.mark.parametrize("stop, expected", [(None, [3.0, 1.0]), ("both", [1.0, 1.0])])
-def test_seed_001_stop_gradients(stop, expected):
+def test_tutorial_stop_gradients(stop, expected):
     a = gg.constant(0.0)
     with gg.GradientTape() as tape:
         tape.watch(a)
@@ -598,7 +599,7 @@ def test_seed_001_stop_gradients(stop, expected):
     assert values(gg.gradients(c, [a, b], stop_gradients=stop_gradients)) == expected
 
 
-def test_seed_001_stop_gradient_equivalent():
+def test_tutorial_stop_gradient_equivalent():
     a = gg.stop_gradient(gg.constant(0.0))
     with gg.GradientTape() as tape:
         tape.watch(a)
@@ -768,13 +769,13 @@ def _f(x):
     return 3. * x ** 2 + 2. * x - 1
 
 
-def test_seed_003_approximate_derivative():
+def test_tutorial_approximate_derivative():
     result = gg.approximate_derivative(_f, 1.)
     assert type(result) is float
     assert result == 7.999999999999119
 
 
-def test_seed_003_approximate_gradient():
+def test_tutorial_approximate_gradient():
     result = gg.approximate_gradient(_g, 2., 3.)
     assert type(result) is tuple
     assert result == (8.999999999993236, 41.999999999994486)
@@ -915,9 +916,9 @@ def test_primitive_without_vjp_is_a_clear_error():
 
 
 # ---------------------------------------------------------------------------------------
-# The seeds' other numbers
+# The tutorials' other numbers
 
-def test_seed_000_partial_derivatives():
+def test_tutorial_partial_derivatives_of_w_x_squared():
     x = gg.Variable(initial_value=5., dtype="float32")
     w = gg.Variable(initial_value=1., dtype="float32")
     with gg.GradientTape() as tape:
@@ -925,7 +926,7 @@ def test_seed_000_partial_derivatives():
     assert values(tape.gradient(y, [w, x])) == [25.0, 10.0]
 
 
-def test_seed_002_one_sgd_step():
+def test_tutorial_one_sgd_step():
     X = gg.constant([-1, -2], dtype=gg.float32)
     w = gg.Variable([2., 3.])
     with gg.GradientTape() as tape:
@@ -939,7 +940,7 @@ def test_seed_002_one_sgd_step():
     assert w.numpy().tolist() == [-4.0, -25.0]
 
 
-def test_seed_002_backprop_example():
+def test_tutorial_backprop_example():
     x, y = gg.Variable(3.), gg.Variable(4.)
     with gg.GradientTape() as tape:
         f = x * x * y + y + 2
@@ -947,7 +948,7 @@ def test_seed_002_backprop_example():
     assert values(tape.gradient(f, [x, y])) == [24.0, 10.0]
 
 
-def test_seed_003_first_derivatives():
+def test_tutorial_first_derivatives():
     x1, x2 = gg.Variable(2.0), gg.Variable(3.0)
     with gg.GradientTape(persistent=True) as tape:
         z = _g(x1, x2)
@@ -958,7 +959,7 @@ def test_seed_003_first_derivatives():
     assert values(tape.gradient(z, [x1, x2])) == [9.0, 42.0]
 
 
-def test_seed_003_constants_and_watch():
+def test_tutorial_constants_and_watch():
     x1, x2 = gg.constant(2.0), gg.constant(3.0)
     with gg.GradientTape() as tape:
         z = _g(x1, x2)
@@ -970,7 +971,7 @@ def test_seed_003_constants_and_watch():
     assert values(tape.gradient(z, [x1, x2])) == [9.0, 42.0]
 
 
-def test_seed_003_gradient_descent_by_hand():
+def test_tutorial_gradient_descent_by_hand():
     learning_rate = 0.1
     x = gg.Variable(0.0)
     for _ in range(100):
@@ -983,7 +984,7 @@ def test_seed_003_gradient_descent_by_hand():
     assert "numpy=-0.3333333>" in repr(x)
 
 
-def test_seed_004_square():
+def test_tutorial_square():
     x = gg.Variable(3.)
     with gg.GradientTape() as tape:
         y = gg.square(x)
@@ -992,7 +993,7 @@ def test_seed_004_square():
     assert repr(dy_dx) == f"<gg.Tensor shape=() dtype=float32 device={gg.get_default_device()} numpy=6.0>"
 
 
-def test_seed_004_non_persistent_then_persistent():
+def test_tutorial_non_persistent_then_persistent():
     x = gg.Variable(3.)
     with gg.GradientTape() as tape:
         y = gg.square(x)
@@ -1007,7 +1008,7 @@ def test_seed_004_non_persistent_then_persistent():
     del tape
 
 
-def test_seed_004_watch():
+def test_tutorial_watch():
     x = gg.Variable(3.)
     with gg.GradientTape(watch_accessed_variables=False) as tape:
         y = gg.square(x)
@@ -1024,7 +1025,7 @@ def test_seed_004_watch():
 
 
 @pytest.mark.parametrize("persistent", [False, True])
-def test_seed_004_partial_derivatives(persistent):
+def test_tutorial_partial_derivatives_of_f(persistent):
     x, y = gg.Variable(3.), gg.Variable(4.)
     with gg.GradientTape(persistent=persistent) as tape:
         f = gg.square(x) + 2 * gg.square(y) + 1
@@ -1036,7 +1037,7 @@ def test_seed_004_partial_derivatives(persistent):
         assert (float(df_dx), float(df_dy)) == (6.0, 16.0)
 
 
-def test_seed_004_vector_partial_derivatives():
+def test_tutorial_vector_partial_derivatives():
     x = gg.Variable([1., 2., 3.])
     y = gg.Variable([4., 5., 6.])
     with gg.GradientTape() as tape:
