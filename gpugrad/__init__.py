@@ -21,5 +21,6 @@ from .module import Module  # noqa: F401
 from .checkpoint import list_checkpoint, restore, save  # noqa: F401
 from .function import function  # noqa: F401
 from . import debugging, nn, optimizers, random  # noqa: F401
+from .debugging import explain_gradient  # noqa: F401
 
 __version__ = "0.1.0"

@@ -13,12 +13,14 @@ import threading
 class _State(threading.local):
     """`tapes`: the GradientTapes recording in this thread, in the order they started.
     `capture`: the gg.function capture in progress in this thread, or None.
-    `pass_sources`: the sources of this thread's backward pass in progress, or None."""
+    `pass_sources`: the sources of this thread's backward pass in progress, or None.
+    `differentiating`: the Node whose VJP that pass is running, or None."""
 
     def __init__(self):
         self.tapes = []
         self.capture = None
         self.pass_sources = None
+        self.differentiating = None
 
 
 STATE = _State()

@@ -16,6 +16,9 @@ from .tensor import Tensor, Variable, constant
 
 REGISTRY = {}
 _tape_ids = itertools.count(1)
+# Set by gg.debugging.enable_check_numerics: a function (op, inputs, output array) called
+# after every primitive's forward, which raises on NaN or infinity; None skips the check.
+check_outputs = None
 
 
 def primitive(forward=None, *, name=None, differentiable=True, linear=False):
@@ -107,6 +110,8 @@ def _make_op(forward, name, differentiable, linear):
                 out = out.copy()
         else:
             return _apply(op, args, params)
+        if check_outputs is not None:
+            check_outputs(op, args, out)
         result = Tensor(out, device)
         state = _STATE
         if state.tapes and differentiable and out.dtype.kind in "fc":
@@ -200,6 +205,8 @@ def _apply(prim, args, params):
         _not_an_array(prim, out)
     if any(type(a) is Variable for a in args) and (out.base is not None or any(out is d for d in data)):
         out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+    if check_outputs is not None:
+        check_outputs(prim, args, out)
     result = Tensor(out, device)
     state = _STATE
     if state.tapes and prim.differentiable and out.dtype.kind in "fc":
@@ -348,13 +355,16 @@ def _backward(targets, seeds, sources, tape_id, stops=frozenset(), prune=True):
     knows there is none."""
     state = _STATE
     outer_sources, state.pass_sources = state.pass_sources, sources
+    outer_node = state.differentiating
     try:
         return _accumulate(targets, seeds, sources, tape_id, stops, prune)
     finally:
         state.pass_sources = outer_sources
+        state.differentiating = outer_node
 
 
 def _accumulate(targets, seeds, sources, tape_id, stops, prune):
+    state = _STATE
     grads = {}
     for t, seed in zip(targets, seeds):
         if seed is not None:
@@ -377,6 +387,7 @@ def _accumulate(targets, seeds, sources, tape_id, stops, prune):
                         f"Variable '{variable.name}' was assigned after {node.prim.name} read it, and its "
                         f"gradient needs the old value; compute gradients before assigning")
         inputs = node.inputs
+        state.differentiating = node
         input_grads = vjp(g, t, *inputs, **node.params) if node.params else vjp(g, t, *inputs)
         if (type(input_grads) is not tuple and type(input_grads) is not list) or len(input_grads) != len(inputs):
             _bad_vjp_result(node.prim, input_grads, len(inputs))
@@ -593,6 +604,11 @@ class GradientTape:
         prune = any(w not in tracked for w in watched)
         grads = _backward(targets, seeds, tracked, tape_id, prune=prune)
         return [grads.get(s) if s in tracked else None for s in sources]
+
+    def explain(self, target, source):
+        """Why self.gradient(target, source) is (or would be) None: gg.explain_gradient."""
+        from .debugging import explain_gradient  # debugging imports the ops, which import this module
+        return explain_gradient(self, target, source)
 
     def jacobian(self, target, sources, unconnected_gradients="none"):
         """The full Jacobian: for each source, a tensor of shape target.shape + source.shape."""
