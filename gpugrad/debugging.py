@@ -54,9 +54,7 @@ def enable_check_numerics():
     (RuntimeWarning: invalid value...); where warnings are errors, silence NumPy's with
     numpy.errstate(all="ignore") to get the check's message.
 
-    A gg.function checks while it captures (its first call with a signature); its replays
-    make the array calls alone and check nothing. To check every step, call the
-    undecorated function, `step.__wrapped__(...)`, while debugging.
+    While it is in force, gg.function steps run eagerly (no replays), so every op is checked.
     """
     _tape.check_outputs = _check_output
 

@@ -9,6 +9,7 @@ import threading
 import warnings
 import weakref
 
+from . import tape as _tape
 from .recording import STATE as _STATE, TracedNumber
 from .tensor import Tensor, Variable, constant
 
@@ -261,7 +262,9 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         state = _STATE
-        if state.tapes or state.capture is not None:  # a tape must see the ops; an outer capture records them
+        # A tape must see the ops, an outer capture records them, and numeric checks look
+        # at every op's output: each runs the step eagerly.
+        if state.tapes or state.capture is not None or _tape.check_outputs is not None:
             return self._fn(*args, **kwargs)
         key, args, kwargs, leaves = self._signature(args, kwargs)
         plan = self._plans.get(key)
@@ -396,7 +399,8 @@ def function(fn=None, *, static_argnums=(), static_argnames=()):
     through closures and globals. Where that would freeze a tensor value (float(t),
     t.numpy(), bool(t), printing a tensor, gg.random draws, copying a computed tensor into
     a constant) the function warns once and runs eagerly on every call instead. Calls made
-    while a GradientTape is recording run eagerly, so that the tape sees the ops.
+    while a GradientTape is recording run eagerly, so that the tape sees the ops, and so
+    do calls while gg.debugging.enable_check_numerics() is in force.
     Recording state is per thread: a capture sees only its own thread's ops.
     """
     if fn is None:
