@@ -2,13 +2,14 @@
 
 Forwards get their array module from their inputs (`xp_of`), so the same code runs on
 every backend. VJPs use gg ops only, so tapes recording a backward pass differentiate it
-again. Each VJP states its math in one line.
+again. Each VJP states its math in one line. The activations and the fused backward ops
+follow the rounding rule written above `_flushed`.
 """
 import functools
 import math
 
 from . import kernels as _kernels
-from .backend import xp_of
+from .backend import is_cuda_array, xp_of
 from . import tape as _tape
 from .tape import primitive
 from .tensor import Tensor, Variable
@@ -39,6 +40,98 @@ def _fused_kernel(name):
         return _kernels.launch(name, *arrays)
     fast.__name__ = f"{name}_cuda"
     return fast
+
+
+# ---------------------------------------------------------------------------------------
+# The rounding rule of the activations (sigmoid, tanh, softplus, relu) and the fused backward
+# ops (sigmoid_, tanh_, relu_, square_ and squared_difference_backward), on every backend:
+#
+# - Flush to zero: a float32 or float64 result whose magnitude is below its dtype's smallest
+#   normal number (finfo.tiny) becomes a zero of its sign, as in TensorFlow's CPU kernels and
+#   CUDA's flush-to-zero mode. Saturated sigmoids would otherwise produce subnormals in bulk,
+#   and CPU operations that read or write them can run several times slower. float16 keeps
+#   its subnormals, as there: NumPy computes float16 in float32, where they are normal.
+# - Rounding: float16 and float32 results are computed in float64 and rounded once, so they
+#   are correctly rounded (float64's error is far below half their ulp). float64 results are
+#   computed in float64 in the order the code shows: exact (relu, relu_backward) or correctly
+#   rounded (square_backward) where that takes one rounding, else within 1 ulp of it for tanh
+#   and softplus (float64 tanh, exp and log1p err by less than an ulp) and the two roundings
+#   of squared_difference_backward, 2 ulp for sigmoid and the three roundings of sigmoid_ and
+#   tanh_backward (tests/test_numerics.py checks these bounds).
+# - exp's arguments are clipped where that leaves the result exact: exp stays finite (no
+#   overflow warnings) and, but within 0.7 of float64's flush threshold, on NumPy's vector
+#   path, which ends at |x| = 1021 ln 2 ~ 707.7 and before subnormal results (past them it
+#   is 10 to 100 times slower).
+#
+# The CUDA kernels of the fused ops compute the same float64 operations in the same order.
+
+_TINY = {}  # per float dtype that flushes (float32, float64): its smallest normal number
+
+# On the CPU a large result is computed a block of leading-axis rows of about this many
+# elements at a time, in float64 work arrays allocated once per call: the work stays in
+# cache, and only the inputs and the result cross memory, once.
+_BLOCK = 1 << 16
+
+
+def _flushed(out, nonnegative=False, keep=None):
+    """`out`, a new array of results, with the rule's flush applied in place (float32 and
+    float64 only); `keep`, a bool array of out's shape to compute the mask in, or None.
+    Multiplying by the 0/1 mask keeps NaN and the sign of a flushed value, and is much
+    cheaper on the CPU than a masked assignment."""
+    dtype = out.dtype
+    if dtype.kind != "f" or dtype.itemsize < 4:
+        return out
+    xp = xp_of(out)
+    tiny = _TINY.get(dtype)
+    if tiny is None:
+        tiny = _TINY[dtype] = float(xp.finfo(dtype).tiny)
+    keep = xp.greater_equal(out if nonnegative else xp.abs(out), tiny, out=keep)  # False for NaN; NaN * 0 is NaN
+    return xp.multiply(out, keep, out=out)
+
+
+def _evaluate(compute, dtype, args, buffers=0, nonnegative=False):
+    """The rule's result, of dtype `dtype`, of `compute(out, *work, *args)`.
+
+    `out` and the `buffers` float64 work arrays have the broadcast shape of the array args;
+    `compute` may use `out` as scratch and returns the one of them that holds the result,
+    float64 values (rounded into `out` here) or values of `dtype` that need no rounding. On
+    the CPU a large result is computed by blocks of leading-axis rows: the args that span
+    that axis are sliced, the others (and Python scalars) broadcast against each block."""
+    arrays = [a for a in args if hasattr(a, "shape")]
+    xp = xp_of(arrays[0])
+    shape = arrays[0].shape if len(arrays) == 1 else xp.broadcast(*arrays).shape
+    out = xp.empty(shape, dtype)
+    if out.size <= _BLOCK or is_cuda_array(out):
+        result = compute(out, *[xp.empty(shape, xp.float64) for _ in range(buffers)], *args)
+        if result is not out:
+            out[...] = result
+        return _flushed(out, nonnegative)
+    rows = max(1, _BLOCK * shape[0] // out.size)
+    work = [xp.empty((rows,) + shape[1:], xp.float64) for _ in range(buffers)]
+    keep = xp.empty((rows,) + shape[1:], bool)
+    spanning = [hasattr(a, "shape") and a.ndim == len(shape) and a.shape[0] == shape[0] for a in args]
+    for start in range(0, shape[0], rows):
+        block = out[start:start + rows]
+        n = len(block)
+        result = compute(block, *[w[:n] for w in work],
+                         *[a[start:start + rows] if spans else a for a, spans in zip(args, spanning)])
+        if result is not block:
+            block[...] = result
+        _flushed(block, nonnegative, keep[:n])
+    return out
+
+
+def _float_dtype(x):
+    """The dtype of an activation's result: x's if it is a float dtype, float64 otherwise."""
+    return x.dtype if x.dtype.kind == "f" else xp_of(x).dtype("float64")
+
+
+def _result_dtype(*inputs):
+    """The dtype of a fused backward op's result: its inputs' promoted dtype."""
+    first = next(a for a in inputs if hasattr(a, "dtype"))
+    if all(getattr(a, "dtype", None) == first.dtype for a in inputs):  # the common case, cheaply
+        return first.dtype
+    return xp_of(first).result_type(*inputs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,7 +220,16 @@ def squared_difference_vjp(g, out, x, y):  # d(x-y)^2 = 2(x-y)(dx - dy)
 
 @primitive
 def squared_difference_backward(dy, x, y):
-    return 2 * dy * (x - y)
+    return _evaluate(_squared_difference_backward_in_float64, _result_dtype(dy, x, y), (dy, x, y), buffers=2)
+
+
+def _squared_difference_backward_in_float64(out, t, u, dy, x, y):  # 2 dy (x - y): 2 dy is exact
+    t[...] = x
+    u[...] = y
+    t -= u
+    u[...] = dy
+    u *= 2
+    return xp_of(t).multiply(u, t, out=t)
 
 
 @squared_difference_backward.defvjp
@@ -174,7 +276,13 @@ def square_vjp(g, out, x):  # d x^2 = 2x dx
 
 @primitive
 def square_backward(dy, x):
-    return 2 * dy * x
+    return _evaluate(_square_backward_in_float64, _result_dtype(dy, x), (dy, x), buffers=1)
+
+
+def _square_backward_in_float64(out, t, dy, x):  # 2 dy, then times x: 2 dy is exact
+    t[...] = dy
+    t *= 2
+    return xp_of(t).multiply(t, x, out=t)
 
 
 @square_backward.defvjp
@@ -247,7 +355,12 @@ def cos_vjp(g, out, x):  # d cos x = -sin x dx
 
 @primitive
 def tanh(x):
-    return xp_of(x).tanh(x)
+    return _evaluate(_tanh_in_float64, _float_dtype(x), (x,), buffers=1)
+
+
+def _tanh_in_float64(out, t, x):
+    t[...] = x
+    return xp_of(t).tanh(t, out=t)
 
 
 @tanh.defvjp
@@ -257,7 +370,19 @@ def tanh_vjp(g, out, x):  # d tanh x = (1 - tanh^2 x) dx
 
 @primitive
 def tanh_backward(dy, y):
-    return dy * (1 - y * y)
+    return _evaluate(_tanh_backward_in_float64, _result_dtype(dy, y), (dy, y), buffers=2)
+
+
+def _tanh_backward_in_float64(out, t, u, dy, y):
+    # (1 - y) (1 + y), then times dy: 1 - y y would cancel catastrophically as |y| nears 1, where
+    # 1 - |y| is exact. From float32 or float16 inputs only the last product rounds.
+    xp = xp_of(t)
+    u[...] = y
+    xp.subtract(1, u, out=t)
+    u += 1
+    t *= u
+    u[...] = dy
+    return xp.multiply(u, t, out=t)
 
 
 @tanh_backward.defvjp
@@ -268,23 +393,28 @@ def tanh_backward_vjp(g, out, dy, y):  # d[dy (1-y^2)] = (1-y^2) d(dy) - 2 dy y 
 tanh_backward.cuda(_fused_kernel("tanh_backward"))
 
 
-_EXP_LIMITS = {}  # per dtype, an int below the log of its largest finite value: e^limit is finite
+def _saturation(dtype):
+    """How far below 0 sigmoid and softplus clip x: for float64 results just past ln(1 / tiny)
+    = 708.3964, below which they flush; for narrower ones, where 1e-304 rounds to 0, inside
+    the fast range of NumPy's exp."""
+    return 708.4 if dtype.itemsize >= 8 else 700.0
 
 
 @primitive
 def sigmoid(x):
-    # 1 / (1 + e^-x), with -x capped where e^-x would overflow (sigmoid is below the smallest
-    # normal number there anyway): exact to rounding for every normal result, no overflow warnings.
-    xp = xp_of(x)
-    dtype = x.dtype if x.dtype.kind == "f" else xp.dtype("float64")
-    limit = _EXP_LIMITS.get(dtype)
-    if limit is None:
-        limit = _EXP_LIMITS[dtype] = math.floor(math.log(float(xp.finfo(dtype).max)))
-    out = xp.negative(x, out=xp.empty(x.shape, dtype=dtype))
-    xp.minimum(out, limit, out=out)
-    xp.exp(out, out=out)
-    out += 1
-    return xp.reciprocal(out, out=out)
+    dtype = _float_dtype(x)
+    return _evaluate(_sigmoid_in_float64, dtype, (x, _saturation(dtype)), buffers=2, nonnegative=True)
+
+
+def _sigmoid_in_float64(out, t, u, x, saturation):
+    # e^v / (1 + e^v), v = x clipped (in out, exactly) to [-saturation, 40]: past 40 it rounds
+    # to 1 in float64.
+    xp = xp_of(t)
+    x.clip(-saturation, 40, out=out)
+    t[...] = out
+    xp.exp(t, out=t)
+    xp.add(t, 1, out=u)
+    return xp.divide(t, u, out=t)
 
 
 @sigmoid.defvjp
@@ -294,7 +424,17 @@ def sigmoid_vjp(g, out, x):  # d sigmoid(x) = s (1 - s) dx
 
 @primitive
 def sigmoid_backward(dy, y):
-    return dy * y * (1 - y)
+    return _evaluate(_sigmoid_backward_in_float64, _result_dtype(dy, y), (dy, y), buffers=2)
+
+
+def _sigmoid_backward_in_float64(out, t, u, dy, y):
+    # (1 - y) y, then times dy: from float32 or float16 inputs only that last product rounds.
+    xp = xp_of(t)
+    u[...] = y
+    xp.subtract(1, u, out=t)
+    t *= u
+    u[...] = dy
+    return xp.multiply(u, t, out=t)
 
 
 @sigmoid_backward.defvjp
@@ -307,7 +447,7 @@ sigmoid_backward.cuda(_fused_kernel("sigmoid_backward"))
 
 @primitive
 def relu(x):
-    return xp_of(x).maximum(x, 0)
+    return _evaluate(lambda out, x: xp_of(out).maximum(x, 0, out=out), x.dtype, (x,), nonnegative=True)
 
 
 @relu.defvjp
@@ -317,7 +457,7 @@ def relu_vjp(g, out, x):  # d relu(x) = [x > 0] dx
 
 @primitive
 def relu_backward(dy, y):
-    return dy * (y > 0)
+    return _evaluate(lambda out, dy, y: xp_of(out).multiply(dy, y > 0, out=out), _result_dtype(dy, y), (dy, y))
 
 
 @relu_backward.defvjp
@@ -330,12 +470,31 @@ relu_backward.cuda(_fused_kernel("relu_backward"))
 
 @primitive
 def softplus(x):
-    return xp_of(x).logaddexp(0, x)
+    dtype = _float_dtype(x)
+    return _evaluate(_softplus_in_float64, dtype, (x, _saturation(dtype)), buffers=2, nonnegative=True)
+
+
+def _softplus_in_float64(out, t, u, x, saturation):
+    # max(max(v, 0) + log(1 + e^-|v|), x) with v = x clipped (in out, exactly) to
+    # [-saturation, 40]: past 40, log(1 + e^x) rounds to x in float64 and the outer max picks
+    # x; below -saturation the result flushes or rounds to 0. (NumPy's logaddexp would warn on NaN.)
+    xp = xp_of(t)
+    x.clip(-saturation, 40, out=out)
+    t[...] = out
+    xp.maximum(t, 0, out=u)
+    xp.abs(t, out=t)
+    xp.negative(t, out=t)
+    xp.exp(t, out=t)
+    u += xp.log1p(t, out=t)
+    return xp.maximum(u, x, out=u)
 
 
 @softplus.defvjp
 def softplus_vjp(g, out, x):  # d log(1 + e^x) = sigmoid(x) dx
-    return (g * sigmoid(x),)
+    s = sigmoid(x)
+    # relu_backward(p, s) is p where s > 0 (everywhere but where s, hence p, is 0): it applies
+    # the rounding rule's flush to the product.
+    return (relu_backward(g * s, s),)
 
 
 @primitive
