@@ -393,27 +393,36 @@ def tanh_backward_vjp(g, out, dy, y):  # d[dy (1-y^2)] = (1-y^2) d(dy) - 2 dy y 
 tanh_backward.cuda(_fused_kernel("tanh_backward"))
 
 
+_LOG_TINY64 = math.log(2.0 ** -1022)  # -708.3964: float64's sigmoid and softplus flush below it
+
+
 def _saturation(dtype):
-    """How far below 0 sigmoid and softplus clip x: for float64 results just past ln(1 / tiny)
-    = 708.3964, below which they flush; for narrower ones, where 1e-304 rounds to 0, inside
-    the fast range of NumPy's exp."""
-    return 708.4 if dtype.itemsize >= 8 else 700.0
+    """(bound, flushed_below) of sigmoid and softplus: they clip x to [-bound, 40] and give 0
+    where x < flushed_below. For float64 results the bound is just past ln(tiny), and x below
+    it never reaches exp, whose result would be subnormal: NumPy's slowest path. Narrower
+    results round 1e-304 to 0, so a bound inside exp's fast range does it all."""
+    return (708.4, _LOG_TINY64) if dtype.itemsize >= 8 else (700.0, None)
 
 
 @primitive
 def sigmoid(x):
     dtype = _float_dtype(x)
-    return _evaluate(_sigmoid_in_float64, dtype, (x, _saturation(dtype)), buffers=2, nonnegative=True)
+    return _evaluate(_sigmoid_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
 
 
-def _sigmoid_in_float64(out, t, u, x, saturation):
-    # e^v / (1 + e^v), v = x clipped (in out, exactly) to [-saturation, 40]: past 40 it rounds
-    # to 1 in float64.
+def _sigmoid_in_float64(out, t, u, x, bound, flushed_below):
+    # e^v / (1 + e^v), v = x clipped (in out, exactly) to [-bound, 40]: past 40 it rounds to 1
+    # in float64. Where x < flushed_below, v is 0 and the result 0 * e^0 / (1 + e^0).
     xp = xp_of(t)
-    x.clip(-saturation, 40, out=out)
+    x.clip(-bound, 40, out=out)
     t[...] = out
+    keep = None if flushed_below is None else t >= flushed_below
+    if keep is not None:
+        t *= keep
     xp.exp(t, out=t)
     xp.add(t, 1, out=u)
+    if keep is not None:
+        t *= keep
     return xp.divide(t, u, out=t)
 
 
@@ -471,21 +480,27 @@ relu_backward.cuda(_fused_kernel("relu_backward"))
 @primitive
 def softplus(x):
     dtype = _float_dtype(x)
-    return _evaluate(_softplus_in_float64, dtype, (x, _saturation(dtype)), buffers=2, nonnegative=True)
+    return _evaluate(_softplus_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
 
 
-def _softplus_in_float64(out, t, u, x, saturation):
-    # max(max(v, 0) + log(1 + e^-|v|), x) with v = x clipped (in out, exactly) to
-    # [-saturation, 40]: past 40, log(1 + e^x) rounds to x in float64 and the outer max picks
-    # x; below -saturation the result flushes or rounds to 0. (NumPy's logaddexp would warn on NaN.)
+def _softplus_in_float64(out, t, u, x, bound, flushed_below):
+    # max(max(v, 0) + log(1 + e^-|v|), x) with v = x clipped (in out, exactly) to [-bound, 40]:
+    # past 40, log(1 + e^x) rounds to x in float64 and the outer max picks x; below -bound the
+    # result rounds to 0. Where x < flushed_below, v is 0 and the sum is multiplied by 0.
+    # (NumPy's logaddexp would warn on NaN.)
     xp = xp_of(t)
-    x.clip(-saturation, 40, out=out)
+    x.clip(-bound, 40, out=out)
     t[...] = out
+    keep = None if flushed_below is None else t >= flushed_below
+    if keep is not None:
+        t *= keep
     xp.maximum(t, 0, out=u)
     xp.abs(t, out=t)
     xp.negative(t, out=t)
     xp.exp(t, out=t)
     u += xp.log1p(t, out=t)
+    if keep is not None:
+        u *= keep
     return xp.maximum(u, x, out=u)
 
 
