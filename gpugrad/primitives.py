@@ -456,7 +456,7 @@ sigmoid_backward.cuda(_fused_kernel("sigmoid_backward"))
 
 @primitive
 def relu(x):
-    return _evaluate(lambda out, x: xp_of(out).maximum(x, 0, out=out), x.dtype, (x,), nonnegative=True)
+    return _evaluate(lambda out, x: xp_of(out).maximum(x, 0, out=out), _result_dtype(x, 0), (x,), nonnegative=True)
 
 
 @relu.defvjp
