@@ -55,9 +55,9 @@ def _fused_kernel(name):
 #   are correctly rounded (float64's error is far below half their ulp). float64 results are
 #   computed in float64 in the order the code shows: exact (relu, relu_backward) or correctly
 #   rounded (square_backward) where that takes one rounding, else within 1 ulp of it for tanh
-#   and softplus (float64 tanh, exp and log1p err by less than an ulp) and the two roundings
-#   of squared_difference_backward, 2 ulp for sigmoid and the three roundings of sigmoid_ and
-#   tanh_backward (tests/test_numerics.py checks these bounds).
+#   (float64 tanh errs by less than an ulp) and the two roundings of squared_difference_
+#   backward, 2 ulp for softplus (exp, then log1p), sigmoid and the three roundings of
+#   sigmoid_ and tanh_backward (tests/test_numerics.py checks these bounds).
 # - exp's arguments are clipped where that leaves the result exact: exp stays finite (no
 #   overflow warnings) and, but within 0.7 of float64's flush threshold, on NumPy's vector
 #   path, which ends at |x| = 1021 ln 2 ~ 707.7 and before subnormal results (past them it
