@@ -1,7 +1,8 @@
 """The seed training loop (1 -> H sigmoid -> 1, full batch, float32, SGD 0.1), timed side by
 side in one process: gpugrad eager (tape + optimizer), the same step under gg.function
 (captured once, replayed), the step hand-written in NumPy (as from the formulas, and
-tuned with the facts of PERF-NOTES.md), and PyTorch CPU eager when it is installed.
+tuned by measuring where a small NumPy step spends its time), and PyTorch CPU eager when
+it is installed.
 
     python bench/bench_training.py [--config seed|wide|saturating|all] [--steps N] [--repeats R]
 
@@ -83,7 +84,7 @@ def numpy_step_factory(x, y, params, xp=np):
 
 
 def tuned_numpy_step_factory(x, y, params):
-    """The same step tuned with the facts of PERF-NOTES.md: dot instead of matmul for an
+    """The same step tuned by measurement: dot instead of matmul for an
     inner dimension of 1, batch sums through BLAS, no temporaries it can avoid."""
     w1, b1, w2, b2 = [p.copy() for p in params]
     ones = np.ones((1, x.shape[0]), np.float32)
