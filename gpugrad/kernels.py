@@ -38,14 +38,21 @@ def source_dir():
     raise FileNotFoundError(f"gpugrad's CUDA kernels are missing: neither {candidates[0]} nor {candidates[1]} exists")
 
 
+# `#include "name.cuh"`: a header of the kernel folder, inlined into the source that CuPy
+# compiles, so that the compile cache's key (the source text) covers it and NVRTC needs no
+# include path.
+_LOCAL_INCLUDE = re.compile(r'^#include "(\w+\.cuh)".*$', re.MULTILINE)
+
+
 @functools.cache
 def _source(name):
-    """The text of cuda_kernels/<name>.cu; ValueError naming the known kernels if there is none."""
+    """The text of cuda_kernels/<name>.cu with its local headers inlined; ValueError naming the
+    known kernels if there is none."""
     path = source_dir() / f"{name}.cu"
     if not path.is_file():
         known = sorted(p.stem for p in source_dir().glob("*.cu"))
         raise ValueError(f"no CUDA kernel {name!r} (no {path}); known kernels: {', '.join(known)}")
-    return path.read_text()
+    return _LOCAL_INCLUDE.sub(lambda match: (source_dir() / match.group(1)).read_text(), path.read_text())
 
 
 @functools.cache

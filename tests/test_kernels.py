@@ -51,7 +51,12 @@ def test_kernel_source_opens_with_its_contract_and_includes_nothing(path):
     text = path.read_text()
     assert text.startswith(f"// {path.stem}:")
     assert "Reference:" in text.split("template")[0]
-    assert "#include" not in text  # NVRTC compiles it at run time without the CUDA headers
+    # NVRTC compiles it at run time without the CUDA headers: only the kernel folder's own
+    # headers are included, and kernels.py inlines them into the source it compiles.
+    compiled = kernels._source(path.stem)
+    assert "#include" not in compiled
+    for header in re.findall(r'^#include "(\w+\.cuh)"', text, re.MULTILINE):
+        assert (ROOT / "cuda_kernels" / header).read_text() in compiled
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=[p.stem for p in SOURCES])
@@ -124,7 +129,8 @@ def test_the_wheel_ships_the_kernels(tmp_path):
     [wheel] = (tmp_path / "dist").glob("gpugrad-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = sorted(n for n in archive.namelist() if n.startswith("gpugrad/cuda_kernels/"))
-        assert shipped == [f"gpugrad/cuda_kernels/{p.name}" for p in SOURCES]  # the .cu files and nothing else
+        headers = sorted((ROOT / "cuda_kernels").glob("*.cuh"))
+        assert shipped == sorted(f"gpugrad/cuda_kernels/{p.name}" for p in SOURCES + headers)  # nothing else
         archive.extractall(tmp_path / "installed")
     # -S -I: no site-packages .pth files (an editable install of this checkout) and no PYTHONPATH.
     paths = [str(tmp_path / "installed")] + sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
