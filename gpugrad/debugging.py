@@ -12,7 +12,7 @@ from . import tape as _tape
 from .backend import xp_of
 from .function import Function
 from .ops import _tensor
-from .recording import STATE as _STATE, host_read as _host_read
+from .recording import THREAD as _THREAD, host_read as _host_read
 from .tensor import Tensor, Variable
 
 _np = _backend.backend_of("cpu").xp  # value comparisons run on the host
@@ -74,7 +74,7 @@ def _nonfinite_message(prim, inputs, out):
     nans, infs = int(xp.isnan(out).sum()), int(xp.isinf(out).sum())
     message = (f"check_numerics: primitive {prim.name!r} gave {nans} NaN and {infs} infinite of {out.size} "
                f"elements (output {out.shape} {out.dtype}; inputs {_describe_inputs(inputs)})")
-    node = _STATE.differentiating
+    node = _THREAD.state.differentiating
     if node is not None:
         message += (f" in the backward pass, in {_tape._vjp_name(node.prim)} (whose forward took "
                     f"{_describe_inputs(node.inputs)})")

@@ -10,7 +10,7 @@ import warnings
 import weakref
 
 from . import tape as _tape
-from .recording import STATE as _STATE, TracedNumber
+from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
 
 _SCALARS = (bool, int, float, complex, str, type(None))
@@ -75,11 +75,11 @@ class _Capture:
     def call(self, fn, *arrays):
         """Run `fn(*arrays)` now, unrecorded inside, and have replays call it again."""
         slots = tuple(self._slot(a) for a in arrays)
-        _STATE.capture = None
+        _THREAD.state.capture = None
         try:
             fn(*arrays)
         finally:
-            _STATE.capture = self
+            _THREAD.state.capture = self
         self.steps.append((fn, slots, None, None, False))
 
     def plan(self, result):
@@ -261,7 +261,7 @@ class Function:
         return f"<gg.function {getattr(self._fn, '__qualname__', self._fn)!r}: {len(self._plans)} plans>"
 
     def __call__(self, *args, **kwargs):
-        state = _STATE
+        state = _THREAD.state
         # A tape must see the ops, an outer capture records them, and numeric checks look
         # at every op's output: each runs the step eagerly.
         if state.tapes or state.capture is not None or _tape.check_outputs is not None:
@@ -316,11 +316,11 @@ class Function:
             else:
                 substitutes.append(capture.argument(TracedNumber(leaf, where, capture)))
         new_args, new_kwargs = self._replace(args, kwargs, iter(substitutes))
-        _STATE.capture = capture
+        _THREAD.state.capture = capture
         try:
             result = self._fn(*new_args, **new_kwargs)
         finally:
-            _STATE.capture = None
+            _THREAD.state.capture = None
         name = getattr(self._fn, "__name__", self._fn)
         with self._lock:
             while len(self._plans) >= MAX_PLANS:

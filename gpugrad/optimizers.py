@@ -12,7 +12,7 @@ from . import backend as _backend
 from . import debugging as _debugging
 from . import ops as _ops
 from .tape import GradientTape
-from .recording import STATE as _STATE
+from .recording import THREAD as _THREAD
 from .tensor import Tensor, Variable, constant
 
 
@@ -166,8 +166,8 @@ class Optimizer:
             return
         variables = [var for _, var in pairs]
         grads = [g._data for g, _ in pairs]
-        if _STATE.capture is not None:  # inside gg.function: replays run the whole update again
-            _STATE.capture.call(functools.partial(self._apply, variables), *grads)
+        if _THREAD.state.capture is not None:  # inside gg.function: replays run the whole update again
+            _THREAD.state.capture.call(functools.partial(self._apply, variables), *grads)
         else:
             self._apply(variables, *grads)
 

@@ -2,7 +2,7 @@
 the same values on every device."""
 from . import backend as _backend
 from .ops import _device, _shape
-from .recording import STATE as _STATE
+from .recording import THREAD as _THREAD
 from .tensor import Tensor
 
 
@@ -12,8 +12,8 @@ def set_seed(seed):
 
 
 def _random(distribution, shape, a, b, dtype, seed, device):
-    if _STATE.capture is not None:  # a replay would repeat the same draw
-        _STATE.capture.taint(f"gg.random.{distribution} draws new values on every call")
+    if _THREAD.state.capture is not None:  # a replay would repeat the same draw
+        _THREAD.state.capture.taint(f"gg.random.{distribution} draws new values on every call")
     device = _device(device)
     values = _backend.host_random(distribution, _shape(shape, distribution), a, b, _backend.as_dtype(dtype), seed)
     return Tensor(_backend.backend_of(device).asarray(values), device)

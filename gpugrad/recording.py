@@ -2,7 +2,7 @@
 the sources of the backward pass in progress.
 
 TensorFlow keeps its tape stack per thread; so does gpugrad. Two threads that each train a
-model never see each other's tapes or captures: `STATE` is a `threading.local`, and every
+model never see each other's tapes or captures: `THREAD.state` is per thread, and every
 thread starts with no tape recording and no capture.
 """
 import math
@@ -10,11 +10,13 @@ import operator
 import threading
 
 
-class _State(threading.local):
-    """`tapes`: the GradientTapes recording in this thread, in the order they started.
-    `capture`: the gg.function capture in progress in this thread, or None.
-    `pass_sources`: the sources of this thread's backward pass in progress, or None.
+class _State:
+    """One thread's recording state. `tapes`: the GradientTapes recording in this thread, in
+    the order they started. `capture`: the gg.function capture in progress in this thread, or
+    None. `pass_sources`: the sources of this thread's backward pass in progress, or None.
     `differentiating`: the Node whose VJP that pass is running, or None."""
+
+    __slots__ = ("tapes", "capture", "pass_sources", "differentiating")
 
     def __init__(self):
         self.tapes = []
@@ -23,13 +25,21 @@ class _State(threading.local):
         self.differentiating = None
 
 
-STATE = _State()
+class _Thread(threading.local):
+    """`THREAD.state` is the calling thread's _State: one thread-local lookup per op, then
+    plain attributes (a threading.local attribute costs several times a plain one)."""
+
+    def __init__(self):
+        self.state = _State()
+
+
+THREAD = _Thread()
 
 
 def host_read(what):
     """Tell a capture in progress that `what` read a tensor's value on the host, which would
     freeze that value into the replayed calls."""
-    capture = STATE.capture
+    capture = THREAD.state.capture
     if capture is not None:
         capture.taint(f"{what} read a tensor's value on the host")
 

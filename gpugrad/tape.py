@@ -11,7 +11,7 @@ import itertools
 import math
 
 from . import backend as _backend
-from .recording import STATE as _STATE, TracedNumber
+from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
 
 REGISTRY = {}
@@ -93,28 +93,29 @@ def _make_op(forward, name, differentiable, linear):
                 out = forward(dx, dy, **params) if params else forward(dx, dy)
             except (ValueError, TypeError, IndexError, OverflowError) as error:
                 _reraise(op, args, error)
-            if getattr(out, "dtype", None) is None:
-                _not_an_array(op, out)
-            if (kx is Variable or ky is Variable) and (out.base is not None or out is dx or out is dy):
-                out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+            reads_variable = kx is Variable or ky is Variable
         elif nargs == 1 and (type(args[0]) is Tensor or type(args[0]) is Variable):
             x = args[0]
             device = x._device
+            dx = x._data
             try:
-                out = forward(x._data, **params) if params else forward(x._data)
+                out = forward(dx, **params) if params else forward(dx)
             except (ValueError, TypeError, IndexError, OverflowError) as error:
                 _reraise(op, args, error)
-            if getattr(out, "dtype", None) is None:
-                _not_an_array(op, out)
-            if type(x) is Variable and (out.base is not None or out is x._data):
-                out = out.copy()
+            reads_variable, dy = type(x) is Variable, None
         else:
             return _apply(op, args, params)
+        try:
+            kind = out.dtype.kind
+        except AttributeError:
+            _not_an_array(op, out)
+        if reads_variable and (out.base is not None or out is dx or out is dy):
+            out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
         if check_outputs is not None:
             check_outputs(op, args, out)
         result = Tensor(out, device)
-        state = _STATE
-        if state.tapes and differentiable and out.dtype.kind in "fc":
+        state = _THREAD.state
+        if state.tapes and differentiable and kind in "fc":
             _record(op, args, params, result)
         if state.capture is not None:
             state.capture.record(forward, args, params, out)
@@ -201,15 +202,17 @@ def _apply(prim, args, params):
         out = prim.forward(*data, **params)
     except (ValueError, TypeError, IndexError, OverflowError) as error:
         _reraise(prim, args, error)
-    if getattr(out, "dtype", None) is None:
+    try:
+        kind = out.dtype.kind
+    except AttributeError:
         _not_an_array(prim, out)
     if any(type(a) is Variable for a in args) and (out.base is not None or any(out is d for d in data)):
         out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
     if check_outputs is not None:
         check_outputs(prim, args, out)
     result = Tensor(out, device)
-    state = _STATE
-    if state.tapes and prim.differentiable and out.dtype.kind in "fc":
+    state = _THREAD.state
+    if state.tapes and prim.differentiable and kind in "fc":
         _record(prim, args, params, result)
     if state.capture is not None:
         state.capture.record(prim.forward, args, params, out)
@@ -230,7 +233,7 @@ def _convert(prim, index, value, device):
 def _record(prim, inputs, params, result):
     tapes = ()
     has_variable = False
-    for tape in _STATE.tapes:
+    for tape in _THREAD.state.tapes:
         tape_id = tape._id
         watched = tape._watched
         hit = False
@@ -345,7 +348,7 @@ def constant_needed(t):
     """Whether the backward pass in progress needs the gradient of `t`, a Tensor with no
     recorded history (a constant): only if it is one of the pass's sources. VJPs use this to
     skip work nobody asked for, such as the gradient of a network's input batch."""
-    sources = _STATE.pass_sources
+    sources = _THREAD.state.pass_sources
     return sources is None or t in sources
 
 
@@ -353,7 +356,7 @@ def _backward(targets, seeds, sources, tape_id, stops=frozenset(), prune=True):
     """{source: gradient of sum(seed * target)} for the sources (a set) connected to a target.
     `prune=False` skips the search for history that leads to no source, when the caller
     knows there is none."""
-    state = _STATE
+    state = _THREAD.state
     outer_sources, state.pass_sources = state.pass_sources, sources
     outer_node = state.differentiating
     try:
@@ -364,7 +367,7 @@ def _backward(targets, seeds, sources, tape_id, stops=frozenset(), prune=True):
 
 
 def _accumulate(targets, seeds, sources, tape_id, stops, prune):
-    state = _STATE
+    state = _THREAD.state
     grads = {}
     for t, seed in zip(targets, seeds):
         if seed is not None:
@@ -533,7 +536,7 @@ class GradientTape:
 
     def _start(self):
         if not self._recording:
-            self._stack = _STATE.tapes  # this thread's: a tape stops where it started
+            self._stack = _THREAD.state.tapes  # this thread's: a tape stops where it started
             self._stack.append(self)
             self._recording = True
 
@@ -758,7 +761,7 @@ def custom_gradient(f):
     def wrapper(*args, **kwargs):
         args = tuple(a if type(a) is Tensor or type(a) is Variable else constant(a) for a in args)
         collector = GradientTape(watch_accessed_variables=True)
-        state = _STATE
+        state = _THREAD.state
         outer, state.tapes = state.tapes, []
         collector._start()  # the only tape recording while f runs
         try:
@@ -777,7 +780,7 @@ def custom_gradient(f):
             raise TypeError(f"{f.__name__} reads the Variables {[v.name for v in variables]}, so its grad_fn "
                             f"must accept a `variables` keyword argument")
         result = Tensor(y._data, y._device)
-        if _STATE.tapes and y._data.dtype.kind in "fc":
+        if _THREAD.state.tapes and y._data.dtype.kind in "fc":
             _record(_CustomOp(f.__name__, grad_fn, len(args), variables), args + variables, {}, result)
         return result
 

@@ -7,7 +7,7 @@ import itertools
 import operator
 
 from . import backend as _backend
-from .recording import STATE as _STATE, TracedNumber, host_read as _host_read
+from .recording import THREAD as _THREAD, TracedNumber, host_read as _host_read
 
 
 class _ArrayValue:
@@ -198,7 +198,7 @@ class Variable(_ArrayValue):
         return self._write(operator.isub, self._new_value(delta, "assign_sub"))
 
     def _write(self, update, data):
-        capture = _STATE.capture
+        capture = _THREAD.state.capture
         if capture is not None:  # a gg.function capture replays the write
             capture.call(functools.partial(self._write_now, update), data)
         else:
@@ -220,8 +220,8 @@ def _to_array(value, dtype, device):
     if type(value) is TracedNumber:
         value = value.used("copied into a tensor")
     if type(value) is Tensor or type(value) is Variable:
-        if _STATE.capture is not None:
-            _STATE.capture.copied(value)
+        if _THREAD.state.capture is not None:
+            _THREAD.state.capture.copied(value)
         target = value._device if device is None else _backend.canonical_device(device)
         if target != value._device:
             data = _backend.backend_of(target).asarray(value.numpy(), dtype)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-from gpugrad.recording import STATE
+from gpugrad.recording import THREAD
 
 
 def explain_then_gradient(tape, target, source):
@@ -335,7 +335,7 @@ def test_check_numerics_in_the_backward_pass_names_the_op_being_differentiated(c
     assert str(error.value) == ("check_numerics: primitive 'divide' gave 0 NaN and 1 infinite of 1 elements (output "
                                 "() float32; inputs () float32, () float32) in the backward pass, in the VJP of "
                                 "primitive 'sqrt' (whose forward took Variable 'x' () float32)")
-    assert STATE.differentiating is None
+    assert THREAD.state.differentiating is None
 
 
 def test_check_numerics_in_a_custom_gradient_names_it(check_every_op):

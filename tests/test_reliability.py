@@ -236,3 +236,11 @@ def test_where_does_not_hide_a_nan_gradient_of_the_branch_not_taken():
     with np.errstate(divide="ignore", invalid="ignore"):
         assert np.isnan(float(tape.gradient(trap, x)))
     assert float(tape.gradient(safe, x)) == 0.0
+
+
+def test_a_forward_returning_a_python_number_from_a_variable_input_raises_at_the_call():
+    op = gg.primitive(lambda *xs: 3.0, name="probe_float_forward_of_variable")
+    for args in [(gg.Variable(1.0),), (gg.Variable(1.0), gg.constant(2.0)),
+                 (gg.Variable(1.0), gg.constant(2.0), gg.constant(3.0))]:
+        with pytest.raises(TypeError, match=r"returned float, not an array"):
+            op(*args)
