@@ -1,4 +1,5 @@
-"""Fused CUDA kernels: compiles cuda_kernels/*.cu with CuPy, once per process and lazily, and launches them.
+"""Fused CUDA kernels: compiles cuda_kernels/*.cu (or a source string) with CuPy, once per process and
+lazily, and launches them.
 
 Only this module knows the kernel folder, the compile options, the dtype-to-C-type map and the
 grid and block sizes. The CuPy handle comes from the backend's probe at the first launch, never
@@ -72,17 +73,22 @@ def _cupy():
     return _backend._cupy
 
 
-@functools.cache
-def _module(name):
-    """The RawModule of cuda_kernels/<name>.cu; CuPy compiles it on first use, per device."""
-    source = _source(name)
+@functools.cache  # keyed by the text itself (its hash): equal sources share one module
+def compile_source(source):
+    """The cupy.RawModule of CUDA C++ `source`: a kernel file's text or a generated kernel.
+
+    Compiled once per process and text; CuPy compiles on first use, per device, and keeps
+    the binary in its on-disk cache keyed by the text and options, so a second process
+    compiles nothing. The explicit instantiations `template __global__ void name<T>(...);`
+    name the kernels it exports, as `name<T>`.
+    """
     expressions = [f"{kernel}<{ctype}>" for kernel, ctype, _ in _INSTANTIATION.findall(source)]
     return _cupy().RawModule(code=source, options=_OPTIONS, name_expressions=expressions)
 
 
 @functools.cache
 def _kernel(name, dtype):
-    return _module(name).get_function(f"{name}<{_C_TYPES[dtype]}>")
+    return compile_source(_source(name)).get_function(f"{name}<{_C_TYPES[dtype]}>")
 
 
 @functools.cache

@@ -302,3 +302,44 @@ def test_update_kernel_matches_the_backend_reference(case, dtype, size, layout, 
         for host_state, device_state in zip(host_states, device_states):
             if host_state is not None:
                 _same(device_state, host_state)
+
+
+class _FakeModule:
+    """Stands in for cupy.RawModule: records what it was asked to compile."""
+
+    compiled = []
+
+    def __init__(self, code, options, name_expressions):
+        self.code = code
+        _FakeModule.compiled.append((code, tuple(options), tuple(name_expressions)))
+
+    def get_function(self, name):
+        return name
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """kernels.py compiling through _FakeModule, with its caches empty before and after."""
+    monkeypatch.setattr(kernels, "_cupy", lambda: type("FakeCupy", (), {"RawModule": _FakeModule}))
+    for cached in (kernels.compile_source, kernels._kernel):
+        cached.cache_clear()
+    _FakeModule.compiled.clear()
+    yield _FakeModule.compiled
+    for cached in (kernels.compile_source, kernels._kernel):
+        cached.cache_clear()
+
+
+def test_compile_source_compiles_each_text_once_and_names_its_instantiations(fake_cupy):
+    source = ("template <typename T> __global__ void twice(T* out, const T* x, long long n) {}\n"
+              "template __global__ void twice<float>(float*, const float*, long long);\n")
+    first = kernels.compile_source(source)
+    assert kernels.compile_source("" + source) is first  # an equal text, not the same object
+    assert kernels.compile_source(source.replace("twice", "thrice")) is not first
+    assert [names for _, _, names in fake_cupy] == [("twice<float>",), ("thrice<float>",)]
+    assert all("--std=c++17" in options for _, options, _ in fake_cupy)
+
+
+def test_a_kernel_file_compiles_through_the_same_route_once(fake_cupy):
+    assert kernels._kernel("sigmoid_backward", np.dtype("float32")) == "sigmoid_backward<float>"
+    assert kernels._kernel("sigmoid_backward", np.dtype("float64")) == "sigmoid_backward<double>"
+    assert [code for code, _, _ in fake_cupy] == [kernels._source("sigmoid_backward")]
