@@ -12,6 +12,7 @@ import weakref
 from . import tape as _tape
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
+from .trace import Trace
 
 _SCALARS = (bool, int, float, complex, str, type(None))
 _NUMBERS = (int, float, complex)  # runtime values of a replay; bool, str and None are static
@@ -19,97 +20,40 @@ MAX_PLANS = 32        # plans kept per function; the oldest goes first
 RETRACE_WARNING = 8   # signatures captured by one function before it warns about retracing
 
 
-class _Capture:
-    """The calls made while a function ran: each an (fn, input slots, params, output slot,
-    reads_variable) step over one list of values, in which inputs and constants have fixed
-    slots and every output gets a new one."""
+def _plan(trace, result):
+    """The replay function of a sealed trace: the recorded calls, then `result`'s structure
+    rebuilt with a fresh Tensor wherever it held a computed one. The trace rides along as
+    the function's `trace` attribute, for `Function.trace_text`."""
+    rebuild = _rebuilder(trace, result)
+    replay = _compile(trace.steps, trace.arg_slots, trace.output_slots, trace.constants())
+    trace.seal()
 
-    def __init__(self):
-        self.values = []          # slot -> value seen at capture (kept alive: ids stay unique)
-        self.slot_of = {}         # id(value) -> slot
-        self.computed = set()     # slots whose value a replay recomputes (args included)
-        self.steps = []
-        self.reason = None        # why this function cannot be replayed, once known
-        self.arg_slots = []
+    def plan(inputs):
+        return rebuild(replay(*inputs))
 
-    def argument(self, value):
-        """A new runtime input: an argument's array, or a TracedNumber."""
-        slot = self._new_slot(value)
-        self.arg_slots.append(slot)
-        self.computed.add(slot)
-        return value
+    plan.trace = trace
+    return plan
 
-    def _new_slot(self, value):
-        slot = len(self.values)
-        self.values.append(value)
-        self.slot_of[id(value)] = slot
-        return slot
 
-    def _slot(self, value):
-        slot = self.slot_of.get(id(value))
-        return self._new_slot(value) if slot is None else slot
-
-    def taint(self, reason):
-        if self.reason is None:
-            self.reason = reason
-
-    def copied(self, value):
-        """A tensor's value was copied outside any primitive (gg.constant, gg.fill, ...)."""
-        if type(value) is Variable or self.slot_of.get(id(value._data)) in self.computed:
-            self.taint("a tensor computed in the function (or a Variable) was copied into a new constant")
-
-    def record(self, forward, args, params, out):
-        data = [a._data if type(a) is Tensor or type(a) is Variable else a for a in args]
-        for value in params.values():
-            for item in (value if type(value) is tuple else (value,)):
-                if type(item) is TracedNumber:
-                    item.used("as a static parameter of an op")
-                elif type(item) not in _SCALARS and self.slot_of.get(id(item)) in self.computed:
-                    self.taint("an op took a computed tensor as a static parameter (an index array)")
-        reads_variable = any(type(a) is Variable for a in args)
-        slots = tuple(self._slot(d) for d in data)
-        out_slot = self._new_slot(out)
-        self.computed.add(out_slot)
-        self.steps.append((forward, slots, params, out_slot, reads_variable))
-
-    def call(self, fn, *arrays):
-        """Run `fn(*arrays)` now, unrecorded inside, and have replays call it again."""
-        slots = tuple(self._slot(a) for a in arrays)
-        _THREAD.state.capture = None
-        try:
-            fn(*arrays)
-        finally:
-            _THREAD.state.capture = self
-        self.steps.append((fn, slots, None, None, False))
-
-    def plan(self, result):
-        """The replay function: the recorded calls, then `result`'s structure rebuilt with a
-        fresh Tensor wherever it held a computed one."""
-        output_slots = []
-        rebuild = self._rebuilder(result, output_slots)
-        replay = _compile(self.steps, self.arg_slots, output_slots,
-                          {f"v{slot}": value for slot, value in enumerate(self.values) if slot not in self.computed})
-        return lambda inputs: rebuild(replay(*inputs))
-
-    def _rebuilder(self, result, output_slots):
-        """A function of the replayed output values that builds a result shaped like `result`
-        (tuples, lists, namedtuples, dicts); it holds none of the capture's computed values."""
-        if type(result) is Tensor and self.slot_of.get(id(result._data)) in self.computed:
-            index, device = len(output_slots), result._device
-            output_slots.append(self.slot_of[id(result._data)])
-            return lambda outputs: Tensor(outputs[index], device)
-        if type(result) is TracedNumber:  # an argument returned as it came: this call's number
-            index = len(output_slots)
-            output_slots.append(self.slot_of[id(result)])
-            return lambda outputs: outputs[index]
-        if isinstance(result, (list, tuple)):
-            parts = [self._rebuilder(item, output_slots) for item in result]
-            make = type(result)._make if hasattr(result, "_fields") else type(result)
-            return lambda outputs: make([part(outputs) for part in parts])
-        if isinstance(result, dict):
-            parts = {key: self._rebuilder(item, output_slots) for key, item in result.items()}
-            return lambda outputs: {key: part(outputs) for key, part in parts.items()}
-        return lambda outputs: result  # Variables, constants and Python values come back as they are
+def _rebuilder(trace, result):
+    """A function of the replayed output values that builds a result shaped like `result`
+    (tuples, lists, namedtuples, dicts); it holds none of the capture's computed values."""
+    if type(result) is Tensor and trace.is_computed(result._data):
+        index, device = len(trace.output_slots), result._device
+        trace.output(result._data)
+        return lambda outputs: Tensor(outputs[index], device)
+    if type(result) is TracedNumber:  # an argument returned as it came: this call's number
+        index = len(trace.output_slots)
+        trace.output(result)
+        return lambda outputs: outputs[index]
+    if isinstance(result, (list, tuple)):
+        parts = [_rebuilder(trace, item) for item in result]
+        make = type(result)._make if hasattr(result, "_fields") else type(result)
+        return lambda outputs: make([part(outputs) for part in parts])
+    if isinstance(result, dict):
+        parts = {key: _rebuilder(trace, item) for key, item in result.items()}
+        return lambda outputs: {key: part(outputs) for key, part in parts.items()}
+    return lambda outputs: result  # Variables, constants and Python values come back as they are
 
 
 def _compile(steps, arg_slots, output_slots, constants):
@@ -118,7 +62,8 @@ def _compile(steps, arg_slots, output_slots, constants):
     default arguments."""
     bound = dict(constants, _unalias=_unalias)
     lines = []
-    for index, (fn, slots, params, out_slot, reads_variable) in enumerate(steps):
+    for index, step in enumerate(steps):
+        fn, slots, params, out_slot = step.fn, step.inputs, step.params, step.output
         bound[f"f{index}"] = fn
         arguments = ", ".join(f"v{s}" for s in slots)
         if params:
@@ -127,7 +72,7 @@ def _compile(steps, arg_slots, output_slots, constants):
         call = f"f{index}({arguments})"
         if out_slot is None:
             lines.append(call)
-        elif reads_variable:  # as in eager calls: a result must not alias a Variable's buffer
+        elif step.reads_variable:  # as in eager calls: a result must not alias a Variable's buffer
             lines.append(f"v{out_slot} = _unalias({call}, {', '.join(f'v{s}' for s in slots)})")
         else:
             lines.append(f"v{out_slot} = {call}")
@@ -247,6 +192,7 @@ class Function:
         self._lock = threading.Lock()
         self._captures = 0
         self._warned = False
+        self._latest = None   # the key of the newest plan
         this = weakref.ref(self)  # a dead argument's callback must not keep the function alive
 
         def on_death(reference):
@@ -274,6 +220,21 @@ class Function:
             return self._fn(*args, **kwargs)
         return plan([leaf._data if type(leaf) is Tensor else leaf for leaf in leaves])
 
+    def trace_text(self, *args, **kwargs):
+        """The trace (the IR replays lower to) of the plan for these arguments' signature, or,
+        with no arguments, of the newest plan, as text: one line per recorded step, with its
+        primitive, kind, input and output slots and their dtypes and shapes. Nothing runs: the
+        function must have been called with that signature first."""
+        key = self._signature(args, kwargs)[0] if args or kwargs else self._latest
+        plan = self._plans.get(key) if key is not None else None
+        if plan is None:
+            raise LookupError(f"gg.function({getattr(self._fn, '__name__', self._fn)!r}) has no plan for "
+                              f"{'these arguments' if args or kwargs else 'any call yet'}: call it first")
+        if type(plan) is str:
+            raise LookupError(f"gg.function({getattr(self._fn, '__name__', self._fn)!r}) runs these calls "
+                              f"eagerly, with no trace: {plan}")
+        return plan.trace.text()
+
     def _signature(self, args, kwargs, on_death=None, wheres=None):
         """(key, args, kwargs, runtime inputs): the key holds the tree structure, the shape,
         dtype and device of each Tensor, the type of each Python number, the value of static
@@ -299,7 +260,7 @@ class Function:
         return tuple(key), new_args, kwargs, leaves
 
     def _capture(self, args, kwargs):
-        capture = _Capture()
+        capture = Trace(getattr(self._fn, "__qualname__", repr(self._fn)))
         # Object entries of the stored key drop the plan when their object dies.
         wheres = []
         key, args, kwargs, leaves = self._signature(args, kwargs, self._on_death, wheres)
@@ -311,10 +272,10 @@ class Function:
         for leaf, where in zip(leaves, wheres):
             if type(leaf) is Tensor:
                 copy = Tensor(leaf._data.view(), leaf._device)
-                capture.argument(copy._data)
+                capture.argument(copy._data, where)
                 substitutes.append(copy)
             else:
-                substitutes.append(capture.argument(TracedNumber(leaf, where, capture)))
+                substitutes.append(capture.argument(TracedNumber(leaf, where, capture), where))
         new_args, new_kwargs = self._replace(args, kwargs, iter(substitutes))
         _THREAD.state.capture = capture
         try:
@@ -325,7 +286,8 @@ class Function:
         with self._lock:
             while len(self._plans) >= MAX_PLANS:
                 del self._plans[next(iter(self._plans))]
-            self._plans[key] = capture.plan(result) if capture.reason is None else capture.reason
+            self._plans[key] = _plan(capture, result) if capture.reason is None else capture.reason
+            self._latest = key
             self._captures += 1
             retracing = self._captures >= RETRACE_WARNING and not self._warned
             self._warned = self._warned or retracing

@@ -166,8 +166,10 @@ class Optimizer:
             return
         variables = [var for _, var in pairs]
         grads = [g._data for g, _ in pairs]
-        if _THREAD.state.capture is not None:  # inside gg.function: replays run the whole update again
-            _THREAD.state.capture.call(functools.partial(self._apply, variables), *grads)
+        state = _THREAD.state
+        if state.capture is not None:  # inside gg.function: replays run the whole update again
+            state.capture.call(functools.partial(self._apply, variables), *grads,
+                               name=f"{type(self).__name__}.apply_gradients", kind="opaque", state=state)
         else:
             self._apply(variables, *grads)
 

@@ -137,7 +137,7 @@ def _result_dtype(*inputs):
 # ---------------------------------------------------------------------------------------
 # Arithmetic
 
-@primitive(linear=True)
+@primitive(linear=True, kind="elementwise")
 def add(x, y):
     return x + y
 
@@ -147,7 +147,7 @@ def add_vjp(g, out, x, y):  # d(x+y) = dx + dy
     return g, g
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="elementwise")
 def subtract(x, y):
     return x - y
 
@@ -157,7 +157,7 @@ def subtract_vjp(g, out, x, y):  # d(x-y) = dx - dy
     return g, (negative(g) if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def multiply(x, y):
     return x * y
 
@@ -167,7 +167,7 @@ def multiply_vjp(g, out, x, y):  # d(xy) = y dx + x dy
     return (g * y if _needs_grad(x) else None), (g * x if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def divide(x, y):
     return x / y
 
@@ -177,7 +177,7 @@ def divide_vjp(g, out, x, y):  # d(x/y) = dx / y - (x/y) dy / y
     return (g / y if _needs_grad(x) else None), (negative(g) * out / y if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def power(x, y):
     return x ** y
 
@@ -196,7 +196,7 @@ def power_vjp(g, out, x, y):  # d(x^y) = y x^(y-1) dx + x^y log(x) dy  (log take
     return gx, gy
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="elementwise")
 def negative(x):
     return -x
 
@@ -206,7 +206,7 @@ def negative_vjp(g, out, x):  # d(-x) = -dx
     return (negative(g),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def squared_difference(x, y):
     d = x - y
     return d * d
@@ -218,7 +218,7 @@ def squared_difference_vjp(g, out, x, y):  # d(x-y)^2 = 2(x-y)(dx - dy)
     return (d if _needs_grad(x) else None), (negative(d) if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def squared_difference_backward(dy, x, y):
     return _evaluate(_squared_difference_backward_in_float64, _result_dtype(dy, x, y), (dy, x, y), buffers=2)
 
@@ -244,7 +244,7 @@ squared_difference_backward.cuda(_fused_kernel("squared_difference_backward"))
 # ---------------------------------------------------------------------------------------
 # Elementwise functions
 
-@primitive
+@primitive(kind="elementwise")
 def abs(x):
     return xp_of(x).abs(x)
 
@@ -254,7 +254,7 @@ def abs_vjp(g, out, x):  # d|x| = sign(x) dx
     return (g * sign(x),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def sign(x):
     return xp_of(x).sign(x)
 
@@ -264,7 +264,7 @@ def sign_vjp(g, out, x):  # d sign(x) = 0, a connected zero
     return (zeros_like(x),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def square(x):
     return x * x
 
@@ -274,7 +274,7 @@ def square_vjp(g, out, x):  # d x^2 = 2x dx
     return (square_backward(g, x),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def square_backward(dy, x):
     return _evaluate(_square_backward_in_float64, _result_dtype(dy, x), (dy, x), buffers=1)
 
@@ -293,7 +293,7 @@ def square_backward_vjp(g, out, dy, x):  # d[2 dy x] = 2x d(dy) + 2 dy dx
 square_backward.cuda(_fused_kernel("square_backward"))
 
 
-@primitive
+@primitive(kind="elementwise")
 def sqrt(x):
     return xp_of(x).sqrt(x)
 
@@ -303,7 +303,7 @@ def sqrt_vjp(g, out, x):  # d sqrt(x) = dx / (2 sqrt(x))
     return (g / (2 * out),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def exp(x):
     return xp_of(x).exp(x)
 
@@ -313,7 +313,7 @@ def exp_vjp(g, out, x):  # d e^x = e^x dx
     return (g * out,)
 
 
-@primitive
+@primitive(kind="elementwise")
 def log(x):
     return xp_of(x).log(x)
 
@@ -323,7 +323,7 @@ def log_vjp(g, out, x):  # d log x = dx / x
     return (g / x,)
 
 
-@primitive
+@primitive(kind="elementwise")
 def log1p(x):
     return xp_of(x).log1p(x)
 
@@ -333,7 +333,7 @@ def log1p_vjp(g, out, x):  # d log(1+x) = dx / (1+x)
     return (g / (1 + x),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def sin(x):
     return xp_of(x).sin(x)
 
@@ -343,7 +343,7 @@ def sin_vjp(g, out, x):  # d sin x = cos x dx
     return (g * cos(x),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def cos(x):
     return xp_of(x).cos(x)
 
@@ -353,7 +353,7 @@ def cos_vjp(g, out, x):  # d cos x = -sin x dx
     return (negative(g) * sin(x),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def tanh(x):
     return _evaluate(_tanh_in_float64, _float_dtype(x), (x,), buffers=1)
 
@@ -368,7 +368,7 @@ def tanh_vjp(g, out, x):  # d tanh x = (1 - tanh^2 x) dx
     return (tanh_backward(g, out),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def tanh_backward(dy, y):
     return _evaluate(_tanh_backward_in_float64, _result_dtype(dy, y), (dy, y), buffers=2)
 
@@ -404,7 +404,7 @@ def _saturation(dtype):
     return (708.4, _LOG_TINY64) if dtype.itemsize >= 8 else (700.0, None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def sigmoid(x):
     dtype = _float_dtype(x)
     return _evaluate(_sigmoid_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
@@ -431,7 +431,7 @@ def sigmoid_vjp(g, out, x):  # d sigmoid(x) = s (1 - s) dx
     return (sigmoid_backward(g, out),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def sigmoid_backward(dy, y):
     return _evaluate(_sigmoid_backward_in_float64, _result_dtype(dy, y), (dy, y), buffers=2)
 
@@ -454,7 +454,7 @@ def sigmoid_backward_vjp(g, out, dy, y):  # d[dy y (1-y)] = y (1-y) d(dy) + dy (
 sigmoid_backward.cuda(_fused_kernel("sigmoid_backward"))
 
 
-@primitive
+@primitive(kind="elementwise")
 def relu(x):
     return _evaluate(lambda out, x: xp_of(out).maximum(x, 0, out=out), _result_dtype(x, 0), (x,), nonnegative=True)
 
@@ -464,7 +464,7 @@ def relu_vjp(g, out, x):  # d relu(x) = [x > 0] dx
     return (relu_backward(g, out),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def relu_backward(dy, y):
     return _evaluate(lambda out, dy, y: xp_of(out).multiply(dy, y > 0, out=out), _result_dtype(dy, y), (dy, y))
 
@@ -477,7 +477,7 @@ def relu_backward_vjp(g, out, dy, y):  # d[dy [y>0]] = [y>0] d(dy); the mask has
 relu_backward.cuda(_fused_kernel("relu_backward"))
 
 
-@primitive
+@primitive(kind="elementwise")
 def softplus(x):
     dtype = _float_dtype(x)
     return _evaluate(_softplus_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
@@ -512,7 +512,7 @@ def softplus_vjp(g, out, x):  # d log(1 + e^x) = sigmoid(x) dx
     return (relu_backward(g * s, s),)
 
 
-@primitive
+@primitive(kind="elementwise")
 def maximum(x, y):
     return _xp2(x, y).maximum(x, y)
 
@@ -522,7 +522,7 @@ def maximum_vjp(g, out, x, y):  # the gradient goes to the larger input, to x on
     return (g * (x >= y) if _needs_grad(x) else None), (g * (x < y) if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def minimum(x, y):
     return _xp2(x, y).minimum(x, y)
 
@@ -532,7 +532,7 @@ def minimum_vjp(g, out, x, y):  # the gradient goes to the smaller input, to x o
     return (g * (x <= y) if _needs_grad(x) else None), (g * (x > y) if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def where(condition, x, y):
     return xp_of(condition).where(condition, x, y)
 
@@ -543,7 +543,7 @@ def where_vjp(g, out, condition, x, y):  # each branch gets g where it was chose
             where(condition, 0, g) if _needs_grad(y) else None)
 
 
-@primitive
+@primitive(kind="elementwise")
 def clip_by_value(x, clip_value_min, clip_value_max):
     return xp_of(x).clip(x, clip_value_min, clip_value_max)
 
@@ -556,7 +556,7 @@ def clip_by_value_vjp(g, out, x, lo, hi):  # g passes where lo <= x <= hi, else 
     return gx, glo, ghi
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="elementwise")
 def cast(x, *, dtype):
     return x.astype(dtype)
 
@@ -566,7 +566,7 @@ def cast_vjp(g, out, x, *, dtype):  # identity; the tape casts g back to x's dty
     return (g,)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="elementwise")
 def identity(x):
     return x.copy()
 
@@ -576,38 +576,38 @@ def identity_vjp(g, out, x):
     return (g,)
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def stop_gradient(x):
     """The value of x, with no gradient flowing back to x."""
     return x
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def equal(x, y):
     return x == y
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def not_equal(x, y):
     return x != y
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def less(x, y):
     return x < y
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def less_equal(x, y):
     return x <= y
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def greater(x, y):
     return x > y
 
 
-@primitive(differentiable=False)
+@primitive(differentiable=False, kind="elementwise")
 def greater_equal(x, y):
     return x >= y
 
@@ -643,7 +643,7 @@ def _ones(xp, shape, dtype):
     return ones
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="reduction")
 def reduce_sum(x, *, axis, keepdims):
     if axis == (0,) and x.ndim == 2 and x.dtype.kind == "f":
         # Summing a batch of rows through BLAS is several times faster than a strided reduce.
@@ -671,7 +671,7 @@ def _unreduce(dy, axis, keepdims, shape):
     return dy if dy.shape == shape else broadcast_to.forward(dy, shape=shape)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def reduce_sum_backward(dy, *, axis, keepdims, shape):
     return _unreduce(dy, axis, keepdims, shape)
 
@@ -685,7 +685,7 @@ def _count(shape, axis):
     return math.prod(shape if axis is None else (shape[a] for a in axis))
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="reduction")
 def reduce_mean(x, *, axis, keepdims):
     return reduce_sum.forward(x, axis=axis, keepdims=keepdims) / _count(x.shape, axis)
 
@@ -695,7 +695,7 @@ def reduce_mean_vjp(g, out, x, *, axis, keepdims):  # every element gets g / cou
     return (reduce_mean_backward(g, axis=axis, keepdims=keepdims, shape=x.shape),)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="elementwise")
 def reduce_mean_backward(dy, *, axis, keepdims, shape):
     return _unreduce(dy / _count(shape, axis), axis, keepdims, shape)
 
@@ -711,7 +711,7 @@ def _extremum_vjp(g, out, x, axis, keepdims):  # g shared equally by the element
     return (_keep(g, x, axis, keepdims) * share,)
 
 
-@primitive
+@primitive(kind="reduction")
 def reduce_max(x, *, axis, keepdims):
     return x.max(axis=axis, keepdims=keepdims)
 
@@ -721,7 +721,7 @@ def reduce_max_vjp(g, out, x, *, axis, keepdims):
     return _extremum_vjp(g, out, x, axis, keepdims)
 
 
-@primitive
+@primitive(kind="reduction")
 def reduce_min(x, *, axis, keepdims):
     return x.min(axis=axis, keepdims=keepdims)
 
@@ -731,7 +731,7 @@ def reduce_min_vjp(g, out, x, *, axis, keepdims):
     return _extremum_vjp(g, out, x, axis, keepdims)
 
 
-@primitive
+@primitive(kind="reduction")
 def reduce_prod(x, *, axis, keepdims):
     return x.prod(axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iu" else None)
 
@@ -753,7 +753,7 @@ def reduce_prod_vjp(g, out, x, *, axis, keepdims):  # d prod = prod of the other
     return (_keep(g, x, axis, keepdims) * others,)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def broadcast_to(x, *, shape):
     out = xp_of(x).empty(shape, dtype=x.dtype)  # a writable copy: cheaper than a broadcast view on the CPU
     out[...] = x
@@ -768,7 +768,7 @@ def broadcast_to_vjp(g, out, x, *, shape):  # the tape sums g back to x's shape
 # ---------------------------------------------------------------------------------------
 # Shapes, indexing, joining
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def reshape(x, *, shape):
     return x.reshape(shape)
 
@@ -778,7 +778,7 @@ def reshape_vjp(g, out, x, *, shape):
     return (reshape(g, shape=x.shape),)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def transpose(x, *, perm):
     return x.transpose(perm)
 
@@ -791,7 +791,7 @@ def transpose_vjp(g, out, x, *, perm):  # transpose back with the inverse permut
     return (transpose(g, perm=tuple(inverse)),)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def expand_dims(x, *, axis):
     return xp_of(x).expand_dims(x, axis)
 
@@ -801,7 +801,7 @@ def expand_dims_vjp(g, out, x, *, axis):
     return (reshape(g, shape=x.shape),)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def squeeze(x, *, axis):
     return xp_of(x).squeeze(x, axis)
 
@@ -811,7 +811,7 @@ def squeeze_vjp(g, out, x, *, axis):
     return (reshape(g, shape=x.shape),)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def tile(x, *, multiples):
     return xp_of(x).tile(x, multiples)
 
@@ -822,7 +822,7 @@ def tile_vjp(g, out, x, *, multiples):  # sum the copies: view g as (m0, s0, m1,
     return (reduce_sum(reshape(g, shape=split), axis=tuple(range(0, len(split), 2)), keepdims=False),)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def concat(*values, axis):
     return xp_of(values[0]).concatenate(values, axis)
 
@@ -837,7 +837,7 @@ def concat_vjp(g, out, *values, axis):  # each input gets its slice of g
     return tuple(grads)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def stack(*values, axis):
     return xp_of(values[0]).stack(values, axis)
 
@@ -851,7 +851,7 @@ def _has_array_index(key):
     return any(not isinstance(k, (int, slice)) and k is not None and k is not Ellipsis for k in key)
 
 
-@primitive(linear=True)
+@primitive(linear=True, kind="shape")
 def getitem(x, *, key):
     return x[key]
 
@@ -880,7 +880,7 @@ def getitem_backward_vjp(g, out, dy, *, key, shape):
 # ---------------------------------------------------------------------------------------
 # Linear algebra
 
-@primitive
+@primitive(kind="contraction")
 def matmul(x, y, *, transpose_a=False, transpose_b=False):
     if transpose_a:
         x = x.swapaxes(-1, -2)

@@ -21,7 +21,10 @@ _tape_ids = itertools.count(1)
 check_outputs = None
 
 
-def primitive(forward=None, *, name=None, differentiable=True, linear=False):
+KINDS = ("elementwise", "reduction", "shape", "contraction", "update", "opaque")
+
+
+def primitive(forward=None, *, name=None, differentiable=True, linear=False, kind="opaque"):
     """Register a primitive op: the one entry point for built-in ops and user ops alike.
 
     Usage::
@@ -50,12 +53,18 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False):
         differentiable: False for ops whose result never carries a gradient (comparisons).
         linear: True when the VJP does not read the inputs' values (only their shapes), so
             assigning an input Variable between the forward and the gradient is harmless.
+        kind: what a gg.function trace says the op is (see `f.trace_text()`): "elementwise"
+            (with broadcasting), "reduction", "shape" (views, reshapes, joins), "contraction"
+            (matmul), "update" (in place), or "opaque" (the default: anything else).
     """
+    if kind not in KINDS:
+        raise ValueError(f"primitive kind must be one of {', '.join(KINDS)}, got {kind!r}")
     def register(function):
         key = name or function.__name__
         if key in REGISTRY:
             raise ValueError(f"a primitive named {key!r} is already registered")
         op = _make_op(function, key, differentiable, linear)
+        op.kind = kind
         REGISTRY[key] = op
         return op
 
@@ -118,7 +127,7 @@ def _make_op(forward, name, differentiable, linear):
         if state.tapes and differentiable and kind in "fc":
             _record(op, args, params, result)
         if state.capture is not None:
-            state.capture.record(forward, args, params, out)
+            state.capture.record(op, args, params, out)
         return result
 
     def defvjp(vjp):
@@ -215,7 +224,7 @@ def _apply(prim, args, params):
     if state.tapes and prim.differentiable and kind in "fc":
         _record(prim, args, params, result)
     if state.capture is not None:
-        state.capture.record(prim.forward, args, params, out)
+        state.capture.record(prim, args, params, out)
     return result
 
 

@@ -187,20 +187,21 @@ class Variable(_ArrayValue):
 
     def assign(self, value):
         """Overwrite the value in place; returns the Variable."""
-        return self._write(_copy_into, self._new_value(value, "assign"))
+        return self._write(_copy_into, self._new_value(value, "assign"), "assign")
 
     def assign_add(self, delta):
         """Add `delta` in place; returns the Variable."""
-        return self._write(operator.iadd, self._new_value(delta, "assign_add"))
+        return self._write(operator.iadd, self._new_value(delta, "assign_add"), "assign_add")
 
     def assign_sub(self, delta):
         """Subtract `delta` in place; returns the Variable."""
-        return self._write(operator.isub, self._new_value(delta, "assign_sub"))
+        return self._write(operator.isub, self._new_value(delta, "assign_sub"), "assign_sub")
 
-    def _write(self, update, data):
-        capture = _THREAD.state.capture
-        if capture is not None:  # a gg.function capture replays the write
-            capture.call(functools.partial(self._write_now, update), data)
+    def _write(self, update, data, what):
+        state = _THREAD.state
+        if state.capture is not None:  # a gg.function capture replays the write
+            state.capture.call(functools.partial(self._write_now, update), data,
+                               name=f"{what} Variable {self.name!r}", kind="update", state=state)
         else:
             self._write_now(update, data)
         return self
