@@ -6,21 +6,19 @@
         y = x * x
     tape.gradient(y, x)   # 6.0
 """
-from .tensor import Tensor, Variable, constant, from_dlpack  # first: binds operators to the ops
+from ._version import __version__  # noqa: F401
+from .tensor import Tensor, Variable, constant, from_dlpack
 from .backend import (  # noqa: F401
     bool_, complex64, complex128, device, devices, float16, float32, float64, int8, int16, int32,
     int64, set_default_device, uint8,
 )
 from .backend import default_device as get_default_device  # noqa: F401
-from .tape import (  # noqa: F401
-    GradientTape, UnconnectedGradients, custom_gradient, gradients, primitive,
-)
-from .ops import *  # noqa: F401,F403
+from .dispatch import primitive  # noqa: F401
+from .ops import *  # noqa: F401,F403  (binds the Tensor operators)
+from .tape import GradientTape, UnconnectedGradients, custom_gradient, gradients  # noqa: F401
 from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401
 from .module import Module  # noqa: F401
 from .checkpoint import list_checkpoint, restore, save  # noqa: F401
 from .function import function  # noqa: F401
 from . import debugging, nn, optimizers, random  # noqa: F401
 from .debugging import explain_gradient  # noqa: F401
-
-__version__ = "0.1.0"

@@ -209,6 +209,9 @@ class CupyBackend(Backend):
     fused kernels of cuda_kernels/ for float32 and float64, the xp reference otherwise."""
 
     _FUSED = (float32, float64)
+    # The fused kernels' launchers by update name: gpugrad/kernels.py registers them when it is
+    # imported (gpugrad's import does), compiling nothing until one is launched.
+    fused_updates = {}
 
     def __init__(self, cupy, index):
         self.xp = cupy
@@ -227,25 +230,22 @@ class CupyBackend(Backend):
         return self.xp.asnumpy(array)
 
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov):
-        update = _kernels().sgd_update if param.dtype in self._FUSED else super().sgd_update
+        update = self.fused_updates["sgd_update"] if param.dtype in self._FUSED else super().sgd_update
         update(param, grad, velocity, lr, momentum, nesterov)
 
     def adam_update(self, param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay):
-        update = _kernels().adam_update if param.dtype in self._FUSED else super().adam_update
+        update = self.fused_updates["adam_update"] if param.dtype in self._FUSED else super().adam_update
         update(param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay)
 
     def rmsprop_update(self, param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon):
-        update = _kernels().rmsprop_update if param.dtype in self._FUSED else super().rmsprop_update
+        update = self.fused_updates["rmsprop_update"] if param.dtype in self._FUSED else super().rmsprop_update
         update(param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon)
 
     def adagrad_update(self, param, grad, accumulator, lr, epsilon):
-        update = _kernels().adagrad_update if param.dtype in self._FUSED else super().adagrad_update
+        update = self.fused_updates["adagrad_update"] if param.dtype in self._FUSED else super().adagrad_update
         update(param, grad, accumulator, lr, epsilon)
 
 
-def _kernels():
-    from . import kernels  # compiles nothing until a kernel is launched
-    return kernels
 
 # Random numbers are drawn on the host from NumPy's generator, whatever the device, so that
 # a seed gives the same values everywhere; the device's backend then copies them over.

@@ -15,6 +15,7 @@ import numpy
 from safetensors import SafetensorError, safe_open
 from safetensors import numpy as _safetensors_numpy
 
+from ._version import __version__
 from .module import Module, _walk
 from .optimizers import Optimizer
 from .tensor import Variable
@@ -130,7 +131,6 @@ def save(path, obj):
     data shards) keyed by object-graph paths; gpugrad writes one safetensors file keyed by
     the paths above, and saves no learning rate or other hyperparameters.
     """
-    from . import __version__  # here, not at import time: gpugrad/__init__.py sets it last
 
     _check_savable(obj, "save")
     entries, _ = _flatten(obj, "save")

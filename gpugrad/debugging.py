@@ -8,6 +8,7 @@ tensor with Graphviz.
 import os
 
 from . import backend as _backend
+from . import dispatch as _dispatch
 from . import tape as _tape
 from .backend import xp_of
 from .function import Function
@@ -56,12 +57,12 @@ def enable_check_numerics():
 
     While it is in force, gg.function steps run eagerly (no replays), so every op is checked.
     """
-    _tape.check_outputs = _check_output
+    _dispatch.check_outputs = _check_output
 
 
 def disable_check_numerics():
     """Stop checking every op's output (the default); `check_numerics` calls still check."""
-    _tape.check_outputs = None
+    _dispatch.check_outputs = None
 
 
 def _check_output(prim, inputs, out):
@@ -130,6 +131,11 @@ def explain_gradient(tape, target, source):
               "tape.gradient call raises RuntimeError; GradientTape(persistent=True) answers several), so what "
               "follows reads the recorded history alone, as if the tape watched the source. ") if used else ""
     return prefix + _explain(tape, target, source, None if used else tape._id)
+
+
+# tape.explain(target, source) is explain_gradient(tape, target, source), bound here where it is
+# defined (this module builds on the tape module, so the tape module cannot import it).
+_tape.GradientTape.explain = explain_gradient
 
 
 def _explain(tape, target, source, tape_id):
@@ -302,7 +308,7 @@ def _describe_leaf(index, t, a, watched):
 
 
 def _cut_causes():
-    cutting = sorted(name for name, op in _tape.REGISTRY.items()
+    cutting = sorted(name for name, op in _dispatch.REGISTRY.items()
                      if not op.differentiable and name != "stop_gradient")
     return (f"No recorded path leads from the source to the target. If the target should depend on it, the link "
             f"was cut: by gg.stop_gradient, by an op without a gradient ({', '.join(cutting)}) or by a cast to "

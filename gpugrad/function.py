@@ -9,7 +9,7 @@ import threading
 import warnings
 import weakref
 
-from . import tape as _tape
+from . import dispatch as _dispatch
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
 from .trace import Trace
@@ -210,7 +210,7 @@ class Function:
         state = _THREAD.state
         # A tape must see the ops, an outer capture records them, and numeric checks look
         # at every op's output: each runs the step eagerly.
-        if state.tapes or state.capture is not None or _tape.check_outputs is not None:
+        if state.tapes or state.capture is not None or _dispatch.check_outputs is not None:
             return self._fn(*args, **kwargs)
         key, args, kwargs, leaves = self._signature(args, kwargs)
         plan = self._plans.get(key)

@@ -267,3 +267,7 @@ def adagrad_update(param, grad, accumulator, lr, epsilon):
     """Backend.adagrad_update with one launch: acc += g^2; p -= lr g / sqrt(acc + eps)."""
     scalar = numpy.dtype(param.dtype).type  # T of the kernel
     _update("adagrad_update", param, grad, [("accumulator", accumulator, None)], [(scalar, lr), (scalar, epsilon)])
+
+
+_backend.CupyBackend.fused_updates.update(
+    (update.__name__, update) for update in (sgd_update, adam_update, rmsprop_update, adagrad_update))

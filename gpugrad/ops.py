@@ -16,7 +16,7 @@ from .primitives import (  # noqa: F401  (re-exported)
     relu, sigmoid, sign, sin, softplus, sqrt, square, squared_difference, stop_gradient,
     subtract, tanh, zeros_like,
 )
-from .tensor import Tensor, Variable, constant
+from .tensor import Tensor, Variable, _ArrayValue, constant
 
 __all__ = [
     "abs", "add", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "divide", "equal", "exp",
@@ -343,3 +343,31 @@ def clip_by_global_norm(t_list, clip_norm):
     global_norm = _norm(total)
     scale = _scale(global_norm, clip_norm)
     return [None if t is None else _p.multiply(t, _p.cast(scale, dtype=t.dtype)) for t in tensors], global_norm
+
+
+# ---------------------------------------------------------------------------------------
+# Tensor and Variable operators: the primitives themselves, bound as methods (one Python call
+# less per op; x + 2.0 and 2.0 + x both give add(x, 2.0), as add and multiply commute). The
+# reflected forms of the other ops swap their operands.
+
+def _reflected(op):
+    def method(self, other):
+        return op(other, self)
+    method.__name__ = f"__r{op.__name__}__"
+    return method
+
+
+def _value(self):
+    """A Tensor snapshot of the Variable's current value (recorded as a read, so gradients flow)."""
+    return identity(self)
+
+
+for _name, _method in (("__add__", add), ("__radd__", add), ("__mul__", multiply), ("__rmul__", multiply),
+                       ("__sub__", subtract), ("__rsub__", _reflected(subtract)), ("__truediv__", divide),
+                       ("__rtruediv__", _reflected(divide)), ("__pow__", power), ("__rpow__", _reflected(power)),
+                       ("__matmul__", matmul), ("__rmatmul__", _reflected(matmul)), ("__neg__", negative),
+                       ("__abs__", abs), ("__lt__", less), ("__le__", less_equal), ("__gt__", greater),
+                       ("__ge__", greater_equal), ("__eq__", equal), ("__ne__", not_equal),
+                       ("__getitem__", getitem)):
+    setattr(_ArrayValue, _name, _method)
+Variable.value = _value

@@ -10,8 +10,8 @@ import math
 
 from . import kernels as _kernels
 from .backend import is_cuda_array, xp_of
-from . import tape as _tape
-from .tape import primitive
+from . import dispatch as _dispatch
+from .dispatch import primitive
 from .tensor import Tensor, Variable
 
 
@@ -25,7 +25,7 @@ def _needs_grad(a):
     except constants that the backward pass in progress does not ask for."""
     kind = type(a)
     if kind is Tensor:
-        return a._data.dtype.kind in "fc" and (a._node is not None or _tape.constant_needed(a))
+        return a._data.dtype.kind in "fc" and (a._node is not None or _dispatch.constant_needed(a))
     return kind is Variable and a._data.dtype.kind in "fc"
 
 

@@ -95,14 +95,9 @@ class _ArrayValue:
         _host_read("repr()")
         return str(_backend.backend_of(self._device).to_host(self._data))
 
-    # Operators: the primitives themselves are bound at the end of this module (one Python
-    # call less per op); the reflected forms of non-commutative ops swap their operands here.
-    def __rsub__(self, other): return _ops.subtract(other, self)
-    def __rtruediv__(self, other): return _ops.divide(other, self)
-    def __rpow__(self, other): return _ops.power(other, self)
-    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    # The arithmetic and comparison operators, indexing and Variable.value() are ops: gpugrad/ops.py
+    # binds them to these classes where it defines them.
     def __pos__(self): return self
-    def __getitem__(self, key): return _ops.getitem(self, key)
 
 
 class Tensor(_ArrayValue):
@@ -152,10 +147,6 @@ class Variable(_ArrayValue):
     def __repr__(self):
         return (f"<gg.Variable '{self.name}' shape={self.shape} dtype={self.dtype} "
                 f"device={self._device} numpy={self._value_repr()}>")
-
-    def value(self):
-        """A Tensor snapshot of the current value (recorded as a read, so gradients flow)."""
-        return _ops.identity(self)
 
     def _new_value(self, value, what):
         """The array to write: a tensor of the Variable's dtype and device, or a value that
@@ -247,14 +238,3 @@ def from_dlpack(obj):
     """A Tensor sharing memory with a DLPack producer (NumPy, PyTorch, JAX, CuPy arrays)."""
     device = _backend.device_of_dlpack(obj)
     return Tensor(_backend.from_dlpack_array(obj, device), device)
-
-
-from . import ops as _ops  # noqa: E402  (operators need the ops; ops need Tensor)
-
-for _name, _op in (("__add__", _ops.add), ("__radd__", _ops.add), ("__mul__", _ops.multiply),
-                   ("__rmul__", _ops.multiply), ("__sub__", _ops.subtract), ("__truediv__", _ops.divide),
-                   ("__pow__", _ops.power), ("__matmul__", _ops.matmul), ("__neg__", _ops.negative),
-                   ("__abs__", _ops.abs), ("__lt__", _ops.less), ("__le__", _ops.less_equal),
-                   ("__gt__", _ops.greater), ("__ge__", _ops.greater_equal), ("__eq__", _ops.equal),
-                   ("__ne__", _ops.not_equal)):
-    setattr(_ArrayValue, _name, _op)  # x + 2.0 and 2.0 + x both give add(x, 2.0): add and multiply commute

@@ -548,7 +548,7 @@ def test_reads_of_a_variable_do_not_alias_it(read):
 @pytest.fixture
 def view_primitives():
     """User primitives whose forwards return an input or a view of it, removed afterwards."""
-    from gpugrad import tape
+    from gpugrad import dispatch
 
     @gg.primitive(name="test_devices_pick_first", linear=True)
     def pick_first(x, y):
@@ -564,7 +564,7 @@ def view_primitives():
 
     yield pick_first, reversed_view, pick_last
     for name in ("test_devices_pick_first", "test_devices_reversed", "test_devices_pick_last"):
-        tape.REGISTRY.pop(name, None)
+        dispatch.REGISTRY.pop(name, None)
 
 
 def test_primitive_results_never_alias_a_variable(view_primitives):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gpugrad.tape import REGISTRY
+from gpugrad.dispatch import REGISTRY
 from helpers import has_cuda
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"

@@ -46,7 +46,7 @@ def test_a_cuda_fast_path_leaves_host_arrays_to_the_reference():
         assert calls == []  # host arrays never reach the CUDA path
         assert not backend.is_cuda_array(np.zeros(2)) and not backend.is_cuda_array(np.float32(1))
     finally:
-        del gg.tape.REGISTRY["test_gpu_twice"]
+        del gg.dispatch.REGISTRY["test_gpu_twice"]
 
 
 FUSED = ["sigmoid_backward", "tanh_backward", "relu_backward", "square_backward", "squared_difference_backward"]
@@ -54,7 +54,7 @@ FUSED = ["sigmoid_backward", "tanh_backward", "relu_backward", "square_backward"
 
 @pytest.mark.parametrize("name", FUSED + ["reduce_sum"])
 def test_each_fused_primitive_has_a_cuda_path_and_a_kernel(name):
-    op = gg.tape.REGISTRY[name]
+    op = gg.dispatch.REGISTRY[name]
     assert op.forward.__name__ == "forward"  # wrapped by backend.with_cuda_path
     stem = "bias_gradient" if name == "reduce_sum" else name
     assert (kernels.source_dir() / f"{stem}.cu").is_file()
@@ -68,7 +68,7 @@ def test_fused_primitives_launch_their_kernel_on_a_gpu(name, dtype, monkeypatch,
     launched = []
     original = kernels.launch
     monkeypatch.setattr(kernels, "launch", lambda kernel, *a: launched.append(kernel) or original(kernel, *a))
-    op = gg.tape.REGISTRY[name]
+    op = gg.dispatch.REGISTRY[name]
     n_inputs = 3 if name == "squared_difference_backward" else 2
     host = [rng.normal(size=(37, 5)).astype(dtype) for _ in range(n_inputs)]
     got = op.forward(*[cupy.asarray(h) for h in host])

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 import gpugrad as gg
 from helpers import first_grad
 from gpugrad import primitives as P
-from gpugrad.tape import REGISTRY
+from gpugrad.dispatch import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("device")  # every test runs on each device (cuda skipped without one)
 QUICK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-from gpugrad import tape as _tape_module
+from gpugrad import dispatch as _dispatch
 
 NON_PERSISTENT = "A non-persistent GradientTape can only be used to compute one set of gradients (or jacobians)"
 
@@ -838,7 +838,7 @@ def user_primitives():
 
     yield cube, wrong_cube
     for name in ("test_tape_cube", "test_wrong_cube"):
-        _tape_module.REGISTRY.pop(name, None)
+        _dispatch.REGISTRY.pop(name, None)
 
 
 def test_gradcheck_names_input_and_both_values(user_primitives):
@@ -858,7 +858,7 @@ def test_gradcheck_names_input_and_both_values(user_primitives):
 
 def test_user_primitive_first_and_second_derivatives(user_primitives):
     cube, _ = user_primitives
-    assert _tape_module.REGISTRY["test_tape_cube"] is cube
+    assert _dispatch.REGISTRY["test_tape_cube"] is cube
     x = gg.Variable([2.0, -1.0])
     with gg.GradientTape() as outer:
         with gg.GradientTape() as inner:
@@ -912,7 +912,7 @@ def test_primitive_without_vjp_is_a_clear_error():
         with pytest.raises(LookupError, match="test_tape_no_vjp"):
             tape.gradient(y, x)
     finally:
-        _tape_module.REGISTRY.pop("test_tape_no_vjp", None)
+        _dispatch.REGISTRY.pop("test_tape_no_vjp", None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1070,7 +1070,7 @@ def test_backward_skips_history_that_leads_to_no_requested_source():
         assert values(tape.gradient(loss, [w1, w2])) == [5.0, 6.0]
         assert calls == [1]
     finally:
-        _tape_module.REGISTRY.pop("test_counted_square", None)
+        _dispatch.REGISTRY.pop("test_counted_square", None)
 
 
 def test_namedtuple_sources_keep_their_type():
