@@ -1,4 +1,5 @@
-"""Shared fixtures: the device parameter (GPU cases show up as skipped without one) and rng."""
+"""Shared fixtures: the device parameter (GPU cases show up as skipped without one), the gpu
+marker's skip, and rng."""
 import numpy as np
 import pytest
 
@@ -6,8 +7,17 @@ import gpugrad as gg
 from helpers import has_cuda
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu,
-                                              pytest.mark.skipif(not has_cuda(), reason="no CUDA device")])]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The one GPU marker: a test marked `gpu` is skipped where no CUDA device is visible."""
+    if has_cuda():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(params=DEVICES)

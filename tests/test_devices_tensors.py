@@ -44,7 +44,6 @@ def test_devices_lists_cpu_only_without_cuda():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not has_cuda(), reason="no CUDA device")
 def test_with_a_gpu_cuda_is_listed_and_the_default():
     assert gg.devices()[:2] == ["cpu", "cuda:0"]
     rc, out, err = _run_python(REPORT)

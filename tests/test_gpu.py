@@ -10,12 +10,8 @@ import pytest
 
 import gpugrad as gg
 from gpugrad import backend, kernels, primitives
-from helpers import has_cuda
 
 
-def on_gpu(test):
-    """Mark a test that needs a GPU: it shows up as skipped without one."""
-    return pytest.mark.gpu(pytest.mark.skipif(not has_cuda(), reason="no CUDA device")(test))
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -62,7 +58,7 @@ def test_each_fused_primitive_has_a_cuda_path_and_a_kernel(name):
 
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@on_gpu
+@pytest.mark.gpu
 def test_fused_primitives_launch_their_kernel_on_a_gpu(name, dtype, monkeypatch, rng):
     import cupy
     launched = []
@@ -78,7 +74,7 @@ def test_fused_primitives_launch_their_kernel_on_a_gpu(name, dtype, monkeypatch,
 
 @pytest.mark.parametrize("shape", [(1, 1), (300, 3), (1025, 31), (4, 0)])
 @pytest.mark.parametrize("keepdims", [False, True])
-@on_gpu
+@pytest.mark.gpu
 def test_bias_gradient_path_of_reduce_sum_on_a_gpu(shape, keepdims, rng):
     with gg.device("cuda"):
         x = gg.constant(rng.normal(size=shape).astype(np.float32))
@@ -87,7 +83,7 @@ def test_bias_gradient_path_of_reduce_sum_on_a_gpu(shape, keepdims, rng):
 
 
 @pytest.mark.parametrize("name", ["cuda", "cuda:0"])
-@on_gpu
+@pytest.mark.gpu
 def test_placement_on_a_gpu(name, rng):
     import cupy
     host = rng.normal(size=(3, 2)).astype(np.float32)
@@ -117,7 +113,7 @@ def _load_example(name):
     return module
 
 
-@on_gpu
+@pytest.mark.gpu
 def test_main_example_loss_curve_matches_across_devices():
     """The promise of the GPU issue: the same script, the same loss curve on both devices up
     to float32 rounding (here checked over 300 steps)."""

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from gpugrad import backend, kernels, primitives
-from helpers import has_cuda
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "cuda_kernels").glob("*.cu"))
@@ -149,7 +148,6 @@ def test_the_wheel_ships_the_kernels(tmp_path):
 # ---------------------------------------------------------------------------------------
 # GPU: every kernel against its NumPy reference (skipped without a CUDA device)
 
-requires_gpu = pytest.mark.skipif(not has_cuda(), reason="no CUDA device")
 SIZES = [1, 31, 1025, 2**20 + 3]
 FLOATS = [np.float32, np.float64]
 
@@ -195,7 +193,6 @@ ELEMENTWISE = {  # kernel: the generators of its inputs, in order
 
 
 @pytest.mark.gpu
-@requires_gpu
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -209,7 +206,6 @@ def test_elementwise_kernel_matches_its_primitive(name, dtype, size, layout, cup
 
 
 @pytest.mark.gpu
-@requires_gpu
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_elementwise_kernel_keeps_a_2d_shape_and_propagates_nan_as_numpy(dtype, cupy, rng):
     dy = rng.normal(size=(5, 7)).astype(dtype)
@@ -228,7 +224,6 @@ BIAS_SHAPES = [(1, 1), (31, 3), (300, 3), (1025, 64), (1025, 300), (5, 1025), (0
 
 
 @pytest.mark.gpu
-@requires_gpu
 @pytest.mark.parametrize("shape", BIAS_SHAPES, ids=[f"{r}x{c}" for r, c in BIAS_SHAPES])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_bias_gradient_sums_columns_exactly(shape, dtype, cupy, rng):
@@ -241,7 +236,6 @@ def test_bias_gradient_sums_columns_exactly(shape, dtype, cupy, rng):
 
 
 @pytest.mark.gpu
-@requires_gpu
 @pytest.mark.parametrize("layout", ["transposed", "strided"])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_bias_gradient_of_a_view_matches_the_reference_to_rounding(layout, dtype, cupy, rng):
@@ -279,7 +273,6 @@ STEP_SCALES = [1.0, 0.1, 2.0, 0.05]  # gradients shrink and grow, so amsgrad's m
 
 
 @pytest.mark.gpu
-@requires_gpu
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", FLOATS)

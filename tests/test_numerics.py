@@ -11,7 +11,6 @@ import pytest
 
 import gpugrad as gg
 from gpugrad import kernels, primitives as P
-from helpers import has_cuda
 
 FLOATS = [np.float16, np.float32, np.float64]
 
@@ -300,7 +299,6 @@ def test_gradient_is_rounded_and_flushed(name, dtype, rng):
 # subnormal ones (which CuPy's -ftz=true compilation would otherwise read as zero)
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not has_cuda(), reason="no CUDA device")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(FUSED))
 def test_kernel_matches_its_numpy_reference_bit_for_bit(name, dtype, rng):
