@@ -1,7 +1,9 @@
 """The array layer: devices, dtypes and the backends behind them.
 
-This is the only module that imports numpy for math; everything above it asks an array
-for its module with `xp_of` or goes through the Backend of a device. CuPy is probed
+Math above this layer reaches numpy or cupy only through it: code asks an array for its
+module with `xp_of` or goes through the Backend of a device (gpugrad/checks.py takes the
+cpu backend's module for its host-side float64 differences; gpugrad/kernels.py and
+gpugrad/checkpoint.py import numpy for dtypes and host buffers, not math). CuPy is probed
 lazily, so importing gpugrad initializes no CUDA context.
 """
 import contextlib

@@ -1,8 +1,8 @@
 """Fused CUDA kernels: compiles cuda_kernels/*.cu (or a source string) with CuPy, once per process and
 lazily, and launches them.
 
-Only this module knows the kernel folder, the compile options, the dtype-to-C-type map and the
-grid and block sizes. The CuPy handle comes from the backend's probe at the first launch, never
+Only this module knows the kernel folder, the compile options, the C type of each dtype the
+kernels take (float32 and float64) and the grid and block sizes. The CuPy handle comes from the backend's probe at the first launch, never
 at import time, so importing gpugrad without CuPy (or without a GPU) works and compiles nothing.
 """
 import functools

@@ -1,8 +1,10 @@
 """The public ops under their TensorFlow names.
 
-Primitives are re-exported as they are; the functions here only normalize arguments (axes,
-shapes, dtypes, index keys) and name the offending values in errors before calling one, or
-create new tensors on a device. No math happens here.
+Primitives are re-exported as they are; the functions here normalize arguments (axes,
+shapes, dtypes, index keys) and name the offending values in errors before calling one,
+create new tensors on a device, or compose primitives (the clipping functions, reduce_any
+and reduce_all); no array module is called directly. The end of the module binds the
+Tensor operators to the primitives.
 """
 import builtins
 import numbers
