@@ -187,7 +187,7 @@ class Optimizer:
         for g, var in zip(grads, variables):
             self._update(var, g._data, [None if s is None else s._data for s in self._slots[var]], lr,
                          self.iterations)
-            var._version += 1
+            var.written()
 
     def _checked_gradient(self, grad, var):
         name = type(self).__name__

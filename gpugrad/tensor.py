@@ -199,6 +199,12 @@ class Variable(_ArrayValue):
 
     def _write_now(self, update, data):
         update(self._data, data)
+        self.written()
+
+    def written(self):
+        """Note that the buffer was just written in place (assign* do it; so does an
+        optimizer's fused update, which writes the buffer directly): a gradient that needs
+        the value from before then raises instead of using the new one."""
         self._version += 1
 
 
