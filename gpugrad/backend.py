@@ -318,7 +318,8 @@ def _probe_cuda():
         try:
             import cupy
         except ImportError:
-            _probe = (0, "CuPy is not installed (pip install 'gpugrad[cuda12]' or 'gpugrad[cuda13]')")
+            _probe = (0, "CuPy is not installed (from a gpugrad checkout: pip install -e '.[cuda13]' or "
+                         "'.[cuda12]', for your CUDA version; or pip install cupy-cuda13x / cupy-cuda12x)")
             return _probe
         try:
             count = cupy.cuda.runtime.getDeviceCount()
