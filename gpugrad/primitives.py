@@ -99,7 +99,9 @@ def _evaluate(compute, dtype, args, buffers=0, nonnegative=False):
     that axis are sliced, the others (and Python scalars) broadcast against each block."""
     arrays = [a for a in args if hasattr(a, "shape")]
     xp = xp_of(arrays[0])
-    shape = arrays[0].shape if len(arrays) == 1 else xp.broadcast(*arrays).shape
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        shape = xp.broadcast(*arrays).shape
     out = xp.empty(shape, dtype)
     if out.size <= _BLOCK or is_cuda_array(out):
         result = compute(out, *[xp.empty(shape, xp.float64) for _ in range(buffers)], *args)
@@ -128,10 +130,12 @@ def _float_dtype(x):
 
 def _result_dtype(*inputs):
     """The dtype of a fused backward op's result: its inputs' promoted dtype."""
-    first = next(a for a in inputs if hasattr(a, "dtype"))
-    if all(getattr(a, "dtype", None) == first.dtype for a in inputs):  # the common case, cheaply
-        return first.dtype
-    return xp_of(first).result_type(*inputs)
+    dtype = getattr(inputs[0], "dtype", None)
+    for a in inputs:
+        if getattr(a, "dtype", None) != dtype:
+            first = next(a for a in inputs if hasattr(a, "dtype"))
+            return xp_of(first).result_type(*inputs)
+    return dtype  # the common case: one dtype, found cheaply
 
 
 # ---------------------------------------------------------------------------------------
