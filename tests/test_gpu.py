@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-from gpugrad import backend, kernels, primitives
-
-
+from gpugrad import backend, kernels
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
