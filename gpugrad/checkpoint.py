@@ -310,7 +310,7 @@ def _build_from_file(obj, listing):
     built = []
     for path, var in _walk(obj, "", set()):
         claims = [opt for opt in optimizers if not any(v is var for v in opt.variables)
-                  and any(_join(path, slot) in listing for slot in opt._slot_names)]
+                  and any(_join(path, slot) in listing for slot in opt.slot_names)]
         if len(claims) == 1:
             claims[0].build([var])
             built.append((claims[0], var))
@@ -333,7 +333,7 @@ def _mismatches(entries, optimizer_names, listing, optimizers):
             problems.append(f"  {name!r}: expected nothing (the object has no such name), found {_describe(*found)}")
             parent, _, last = name.rpartition("/")
             if optimizers and (isinstance(entries.get(parent), Variable) or any(
-                    name.startswith(_join(p, "variables/")) or last in opt._slot_names for p, opt in optimizers)):
+                    name.startswith(_join(p, "variables/")) or last in opt.slot_names for p, opt in optimizers)):
                 unmatched_state.append(name)  # the state of some variable
     return problems, bool(unmatched_state)
 
@@ -370,7 +370,7 @@ def restore(path, obj):
                              + "\n".join(problems) + (_BUILD_HINT if state else ""))
     except BaseException:
         for opt, var in built:
-            del opt._slots[var]  # undo the build: a failed restore leaves the optimizer as it was
+            opt.unbuild([var])  # a failed restore leaves the optimizer as it was
         raise
     for name, target in entries.items():
         if isinstance(target, Optimizer):

@@ -50,7 +50,7 @@ class Optimizer:
             is touched then. It reads each gradient on the host, so it costs a sync on a GPU.
     """
 
-    _slot_names = ()
+    slot_names = ()  # the names of a variable's state, as slots() and checkpoints name them
 
     def __init__(self, learning_rate, *, clipvalue=None, clipnorm=None, global_clipnorm=None,
                  check_numerics=False):
@@ -89,7 +89,7 @@ class Optimizer:
 
     def slots(self, variable):
         """{slot name: slot Variable} for `variable` (empty for plain SGD)."""
-        return {n: s for n, s in zip(self._slot_names, self._slots[variable]) if s is not None}
+        return {n: s for n, s in zip(self.slot_names, self._slots[variable]) if s is not None}
 
     def build(self, var_list):
         """Create the state of every variable in `var_list` (apply_gradients does it on first
@@ -101,11 +101,17 @@ class Optimizer:
                 self._slots[var] = tuple(
                     None if not used else Variable(_ops.fill(var.shape, initial, dtype=var.dtype, device=var.device),
                                                    trainable=False, name=f"{var.name}/{slot}")
-                    for slot, (used, initial) in zip(self._slot_names, self._slot_specs()))
+                    for slot, (used, initial) in zip(self.slot_names, self._slot_specs()))
+
+    def unbuild(self, var_list):
+        """Forget the state of every variable in `var_list` (what build made), so that the
+        next update or build starts it afresh."""
+        for var in var_list:
+            self._slots.pop(var, None)
 
     def _slot_specs(self):
         """(used, initial value) per slot name."""
-        return [(True, 0.0)] * len(self._slot_names)
+        return [(True, 0.0)] * len(self.slot_names)
 
     def compute_gradients(self, loss, var_list=None):
         """[(gradient, variable), ...] of `loss()`, a zero-argument callable, with respect to
@@ -226,7 +232,7 @@ class SGD(Optimizer):
     """Gradient descent: p -= lr * g; with momentum, v = momentum * v - lr * g and p += v
     (nesterov: p += momentum * v - lr * g). Slot: "momentum" (only when momentum > 0)."""
 
-    _slot_names = ("momentum",)
+    slot_names = ("momentum",)
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -245,7 +251,7 @@ class Adam(Optimizer):
     p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon), t the step from 1;
     with amsgrad, v is replaced by its running maximum. Slots: "m", "v" (and "vhat")."""
 
-    _slot_names = ("m", "v", "vhat")
+    slot_names = ("m", "v", "vhat")
     _weight_decay = 0.0
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
@@ -283,7 +289,7 @@ class RMSprop(Optimizer):
     centered subtracts the squared running mean of g inside the root; momentum accumulates
     the increments. Slots: "velocity" (and "average_gradient", "momentum")."""
 
-    _slot_names = ("velocity", "average_gradient", "momentum")
+    slot_names = ("velocity", "average_gradient", "momentum")
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -305,7 +311,7 @@ class Adagrad(Optimizer):
     """Adagrad as in Keras 3: acc += g^2, p -= lr g / sqrt(acc + epsilon), the accumulator
     starting at `initial_accumulator_value`. Slot: "accumulator"."""
 
-    _slot_names = ("accumulator",)
+    slot_names = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)

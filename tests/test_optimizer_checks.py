@@ -106,3 +106,14 @@ def test_a_pair_without_a_variable_second_says_where_the_variable_goes():
     with pytest.raises(TypeError, match=re.escape(f"SGD.{PAIRS}item 0 is not a pair: (")):
         opt.SGD().apply_gradients([(gg.constant([1.0, 1.0]), var, 0.1)])
     assert var.numpy().tolist() == [1.0, 2.0]
+
+
+def test_slot_names_and_unbuild_are_the_state_api_checkpoints_use():
+    w = gg.Variable([1.0, 2.0], name="w")
+    adam = gg.optimizers.Adam()
+    assert adam.slot_names == ("m", "v", "vhat")
+    adam.build([w])
+    assert sorted(adam.slots(w)) == ["m", "v"] and adam.variables == [w]
+    adam.unbuild([w])
+    assert adam.variables == []
+    adam.unbuild([w])  # nothing to forget: fine
