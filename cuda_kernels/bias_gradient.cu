@@ -1,6 +1,6 @@
 // bias_gradient: column sums of a C-contiguous (rows, cols) matrix x, the gradient of a dense
 // layer's bias: out[c] = sum over r of x[r * cols + c].
-// Reference: reduce_sum(x, axis=(0,)) in gpugrad/primitives.py; equal up to rounding, since the
+// Reference: reduce_sum(x, axis=(0,)) in gpugrad/primitives/reductions.py; equal up to rounding, since the
 // additions run in another (fixed) order. No atomics, so a result repeats bit for bit on one device.
 //
 // Kernel: bias_gradient<T>(T* out, const T* x, long long rows, long long cols), cols >= 1, one

@@ -1,6 +1,6 @@
 // relu_backward: dx[i] = dy[i] where y[i] > 0, else dy[i] * 0; y is the saved relu output.
 // Contract: grid-stride loop over n contiguous elements, every dx[i] written.
-// Reference: xp forward of the primitive relu_backward in gpugrad/primitives.py and its rounding rule,
+// Reference: xp forward of the primitive relu_backward in gpugrad/primitives/elementwise_math.py and its rounding rule,
 // dy * (y > 0): a multiplication by the 0/1 mask rather than a select, so that a NaN or infinite dy
 // where y <= 0 gives NaN and a negative dy gives -0, bit for bit as NumPy (and TensorFlow's ReluGrad);
 // exact, then a zero of its sign where that is below T's smallest normal number.

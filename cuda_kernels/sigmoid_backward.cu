@@ -1,6 +1,6 @@
 // sigmoid_backward: dx[i] = dy[i] * ((1 - y[i]) * y[i]); y is the saved sigmoid output.
 // Contract: grid-stride loop over n contiguous elements, every dx[i] written.
-// Reference: xp forward of the primitive sigmoid_backward in gpugrad/primitives.py and its rounding
+// Reference: xp forward of the primitive sigmoid_backward in gpugrad/primitives/elementwise_math.py and its rounding
 // rule: (1 - y) * y, then dy times it, in float64 for float and double alike, rounded once to T, and
 // a zero of its sign where that is below T's smallest normal number.
 

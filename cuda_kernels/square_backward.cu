@@ -1,6 +1,6 @@
 // square_backward: dx[i] = 2 * dy[i] * x[i]; x is the input of square.
 // Contract: grid-stride loop over n contiguous elements, every dx[i] written.
-// Reference: xp forward of the primitive square_backward in gpugrad/primitives.py and its rounding
+// Reference: xp forward of the primitive square_backward in gpugrad/primitives/arithmetic.py and its rounding
 // rule: 2 * dy, then times x, in float64 for float and double alike, rounded once to T, and a zero of
 // its sign where that is below T's smallest normal number.
 

@@ -1,7 +1,7 @@
 // squared_difference_backward: dx[i] = 2 * dy[i] * (x[i] - y[i]), the gradient of (x - y)^2
 // with respect to x (the one with respect to y is its negative).
 // Contract: grid-stride loop over n contiguous elements, every dx[i] written.
-// Reference: xp forward of the primitive squared_difference_backward in gpugrad/primitives.py and its
+// Reference: xp forward of the primitive squared_difference_backward in gpugrad/primitives/arithmetic.py and its
 // rounding rule: x - y, then 2 * dy times it, in float64 for float and double alike, rounded once to T,
 // and a zero of its sign where that is below T's smallest normal number.
 

@@ -1,6 +1,6 @@
 // tanh_backward: dx[i] = dy[i] * ((1 - y[i]) * (1 + y[i])); y is the saved tanh output.
 // Contract: grid-stride loop over n contiguous elements, every dx[i] written.
-// Reference: xp forward of the primitive tanh_backward in gpugrad/primitives.py and its rounding rule:
+// Reference: xp forward of the primitive tanh_backward in gpugrad/primitives/elementwise_math.py and its rounding rule:
 // (1 - y) * (1 + y), then dy times it, in float64 for float and double alike, rounded once to T, and
 // a zero of its sign where that is below T's smallest normal number.
 

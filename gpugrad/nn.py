@@ -24,7 +24,7 @@ def _shifted(logits, axis, what):
 def softmax(logits, axis=-1):
     """exp(logits) / sum(exp(logits)) along `axis`, computed without overflow for large logits.
     Probabilities below the dtype's smallest normal number are 0, by the activations' rounding
-    rule (gpugrad/primitives.py): relu, the identity on them otherwise, flushes them."""
+    rule (gpugrad/primitives/rounding.py): relu, the identity on them otherwise, flushes them."""
     z, axis = _shifted(logits, axis, "softmax")
     if z.size == 0:  # an empty axis or batch: nothing to normalize, an empty result as in TensorFlow
         return z

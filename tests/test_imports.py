@@ -9,17 +9,39 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "gpugrad"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def _dotted(path):
+    """The dotted name below gpugrad of a module file: "ops", "primitives.arithmetic", and
+    "primitives" for a subpackage's __init__.py."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted(name for name in map(_dotted, PACKAGE.rglob("*.py")) if name)
+
+
+def _path(name):
+    path = PACKAGE.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def _tree(name):
-    return ast.parse((PACKAGE / f"{name}.py").read_text(), filename=f"gpugrad/{name}.py")
+    path = _path(name)
+    return ast.parse(path.read_text(), filename=str(path.relative_to(PACKAGE.parent)))
 
 
-def _imported(node):
-    """The gpugrad modules an import statement names (empty for other packages)."""
-    if isinstance(node, ast.ImportFrom) and node.level == 1:
-        return [node.module] if node.module else [alias.name for alias in node.names]
+def _imported(node, name):
+    """The gpugrad modules (dotted names below gpugrad) that an import statement in module
+    `name` names (empty for other packages); relative imports resolve against name's package."""
+    if isinstance(node, ast.ImportFrom) and node.level:
+        package = name.split(".") if _path(name).name == "__init__.py" else name.split(".")[:-1]
+        if node.level - 1 > len(package):
+            return []
+        base = package[:len(package) - (node.level - 1)]
+        if node.module:
+            return [".".join(base + node.module.split("."))]
+        return [".".join(base + [alias.name]) for alias in node.names]
     if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gpugrad"):
         return [node.module.partition(".")[2] or "__init__"]
     if isinstance(node, ast.Import):
@@ -39,14 +61,14 @@ def test_gpugrad_imports_stand_at_the_top_of_each_module(name):
     tree = _tree(name)
     first_code = next((i for i, node in enumerate(tree.body)
                        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.For, ast.If))), len(tree.body))
-    late = [node.lineno for node in tree.body[first_code:] if _imported(node)]
+    late = [node.lineno for node in tree.body[first_code:] if _imported(node, name)]
     nested = [node.lineno for top in tree.body if not isinstance(top, (ast.Import, ast.ImportFrom))
-              for node in ast.walk(top) if _imported(node)]
-    assert late == [] and nested == [], f"gpugrad/{name}.py imports gpugrad modules at lines {late + nested}"
+              for node in ast.walk(top) if _imported(node, name)]
+    assert late == [] and nested == [], f"{_path(name).relative_to(PACKAGE.parent)} imports gpugrad modules at lines {late + nested}"
 
 
 def test_the_module_imports_form_no_cycle():
-    graph = {name: {m for node in _tree(name).body for m in _imported(node) if m in MODULES} for name in MODULES}
+    graph = {name: {m for node in _tree(name).body for m in _imported(node, name) if m in MODULES} for name in MODULES}
     done, path = set(), []
 
     def visit(name):

@@ -1,5 +1,5 @@
 """The rounding rule of the activations and the fused backward ops (written in
-gpugrad/primitives.py): no subnormal float32 or float64 results (float16 keeps its own), and
+gpugrad/primitives/rounding.py): no subnormal float32 or float64 results (float16 keeps its own), and
 results rounded as the exact value is, checked against exact references (Python's decimal
 and fractions) from deeply saturated to moderate inputs, on each device."""
 import decimal

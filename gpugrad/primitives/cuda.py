@@ -1,0 +1,36 @@
+"""The CUDA fast paths of the primitives: the fused elementwise backward ops launch their
+kernels (cuda_kernels/<name>.cu) through `_fused_kernel`, and reduce_sum over axis 0 of a
+matrix (a dense layer's bias gradient) launches bias_gradient.cu. Importing this module
+registers them; other inputs fall back to the xp forwards."""
+from .. import kernels as _kernels
+from .arithmetic import square_backward, squared_difference_backward
+from .elementwise_math import relu_backward, sigmoid_backward, tanh_backward
+from .reductions import reduce_sum
+
+
+def _fused_kernel(name):
+    """The CUDA fast path of an elementwise fused primitive: the kernel cuda_kernels/<name>.cu
+    for inputs of one shape in float32 or float64, the xp forward (NotImplemented) otherwise."""
+    def fast(*arrays):
+        first = arrays[0]
+        if first.dtype.kind != "f" or first.dtype.itemsize not in (4, 8) or any(
+                getattr(a, "shape", None) != first.shape or a.dtype != first.dtype for a in arrays[1:]):
+            return NotImplemented
+        return _kernels.launch(name, *arrays)
+    fast.__name__ = f"{name}_cuda"
+    return fast
+
+
+squared_difference_backward.cuda(_fused_kernel("squared_difference_backward"))
+square_backward.cuda(_fused_kernel("square_backward"))
+tanh_backward.cuda(_fused_kernel("tanh_backward"))
+sigmoid_backward.cuda(_fused_kernel("sigmoid_backward"))
+relu_backward.cuda(_fused_kernel("relu_backward"))
+
+
+@reduce_sum.cuda
+def reduce_sum_cuda(x, *, axis, keepdims):  # a dense layer's bias gradient: column sums, one kernel
+    if axis != (0,) or x.ndim != 2 or x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
+        return NotImplemented
+    out = _kernels.bias_gradient(x)
+    return out.reshape(1, -1) if keepdims else out
