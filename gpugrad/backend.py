@@ -281,12 +281,22 @@ def is_cuda_array(array):
     return type(array) is not numpy.ndarray and _cupy is not None and isinstance(array, _cupy.ndarray)
 
 
-def with_cuda_path(reference, fast):
-    """A forward that calls `fast(*arrays, **params)` when the first input is a CuPy array,
-    and `reference` otherwise or when `fast` returns NotImplemented (a dtype or layout its
-    kernel does not take)."""
+# The array test of each backend that a primitive can have its own implementation for
+# (op.impl): the reference forward serves every other array.
+_IMPLEMENTATION_BACKENDS = {"cuda": is_cuda_array}
+
+
+def with_device_path(device, reference, fast):
+    """A forward that calls `fast(*arrays, **params)` when the first input is an array of the
+    backend `device` names ("cuda"), and `reference` otherwise or when `fast` returns
+    NotImplemented (a dtype or layout its kernel does not take)."""
+    owns = _IMPLEMENTATION_BACKENDS.get(device)
+    if owns is None:
+        raise ValueError(f"no backend {device!r} takes op implementations; known: "
+                         f"{', '.join(_IMPLEMENTATION_BACKENDS)}")
+
     def forward(*arrays, **params):
-        if is_cuda_array(arrays[0]):
+        if owns(arrays[0]):
             out = fast(*arrays, **params)
             if out is not NotImplemented:
                 return out

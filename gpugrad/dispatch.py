@@ -33,9 +33,10 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False, kin
         def cube_vjp(g, out, x):          # VJP on Tensors, with gg ops
             return (3 * g * x * x,)
 
-    `op.cuda(fast)` adds a CUDA fast path: `fast(*arrays, **params)` runs instead of the
-    forward when the first input is a CuPy array, and returns NotImplemented to leave a
-    case (a dtype, a layout) to the forward, which stays the reference it must match.
+    `op.impl("cuda", fast)` (or `@op.impl("cuda")`) adds a CUDA implementation:
+    `fast(*arrays, **params)` runs instead of the forward when the first input is a CuPy
+    array, and returns NotImplemented to leave a case (a dtype, a layout) to the forward,
+    which stays the reference it must match.
 
     The op takes its inputs positionally (Tensors, Variables, Python scalars, or values
     `gg.constant` accepts) and static parameters (axis, shape...) as keyword arguments,
@@ -132,14 +133,20 @@ def _make_op(forward, name, differentiable, linear):
         op.vjp = vjp
         return vjp  # so that it works as a decorator
 
-    def cuda(fast):
+    def impl(device, fast=None):
+        """Register `fast(*arrays, **params)` as this op's implementation for arrays of the
+        backend `device` names ("cuda"): it runs instead of the forward when the first input
+        is such an array, and returns NotImplemented to leave a case to the forward. As a
+        decorator: `@op.impl("cuda")`."""
+        if fast is None:
+            return lambda fast: impl(device, fast)
         nonlocal forward  # the op calls whatever `forward` holds now
-        forward = op.forward = _backend.with_cuda_path(forward, fast)
-        return fast  # so that it works as a decorator
+        forward = op.forward = _backend.with_device_path(device, forward, fast)
+        return fast
 
     functools.update_wrapper(op, forward)
     op.name, op.forward, op.vjp = name, forward, None
-    op.differentiable, op.linear, op.defvjp, op.cuda = differentiable, linear, defvjp, cuda
+    op.differentiable, op.linear, op.defvjp, op.impl = differentiable, linear, defvjp, impl
     return op
 
 

@@ -28,13 +28,13 @@ def test_a_cuda_fast_path_leaves_host_arrays_to_the_reference():
     def twice(x):
         return 2 * x
 
-    @twice.cuda
+    @twice.impl("cuda")
     def twice_cuda(x):
         calls.append(x)
         return NotImplemented
 
     try:
-        assert twice.forward is not twice_cuda and twice.cuda is not None
+        assert twice.forward is not twice_cuda
         np.testing.assert_array_equal(twice(gg.constant([1.0, 2.0], device="cpu")).numpy(), [2.0, 4.0])
         np.testing.assert_array_equal(twice.forward(np.array([3.0])), [6.0])
         assert calls == []  # host arrays never reach the CUDA path
@@ -43,13 +43,22 @@ def test_a_cuda_fast_path_leaves_host_arrays_to_the_reference():
         del gg.dispatch.REGISTRY["test_gpu_twice"]
 
 
+def test_an_implementation_for_an_unknown_backend_is_refused():
+    op = gg.primitive(lambda x: x, name="test_gpu_unknown_backend")
+    try:
+        with pytest.raises(ValueError, match=r"no backend 'tpu' takes op implementations; known: cuda"):
+            op.impl("tpu", lambda x: x)
+    finally:
+        del gg.dispatch.REGISTRY["test_gpu_unknown_backend"]
+
+
 FUSED = ["sigmoid_backward", "tanh_backward", "relu_backward", "square_backward", "squared_difference_backward"]
 
 
 @pytest.mark.parametrize("name", FUSED + ["reduce_sum"])
 def test_each_fused_primitive_has_a_cuda_path_and_a_kernel(name):
     op = gg.dispatch.REGISTRY[name]
-    assert op.forward.__name__ == "forward"  # wrapped by backend.with_cuda_path
+    assert op.forward.__name__ == "forward"  # wrapped by backend.with_device_path
     stem = "bias_gradient" if name == "reduce_sum" else name
     assert (kernels.source_dir() / f"{stem}.cu").is_file()
 

@@ -21,14 +21,14 @@ def _fused_kernel(name):
     return fast
 
 
-squared_difference_backward.cuda(_fused_kernel("squared_difference_backward"))
-square_backward.cuda(_fused_kernel("square_backward"))
-tanh_backward.cuda(_fused_kernel("tanh_backward"))
-sigmoid_backward.cuda(_fused_kernel("sigmoid_backward"))
-relu_backward.cuda(_fused_kernel("relu_backward"))
+squared_difference_backward.impl("cuda", _fused_kernel("squared_difference_backward"))
+square_backward.impl("cuda", _fused_kernel("square_backward"))
+tanh_backward.impl("cuda", _fused_kernel("tanh_backward"))
+sigmoid_backward.impl("cuda", _fused_kernel("sigmoid_backward"))
+relu_backward.impl("cuda", _fused_kernel("relu_backward"))
 
 
-@reduce_sum.cuda
+@reduce_sum.impl("cuda")
 def reduce_sum_cuda(x, *, axis, keepdims):  # a dense layer's bias gradient: column sums, one kernel
     if axis != (0,) or x.ndim != 2 or x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
         return NotImplemented
