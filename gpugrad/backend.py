@@ -156,13 +156,14 @@ def _infer_python_value(value):
 
 
 def exact_cast(array, dtype, what):
-    """`array` as `dtype` (a copy), or an error naming the first value the cast would change
-    beyond rounding: complex to real, a fraction or an out-of-range value to an integer or
-    bool, a finite value that overflows a float dtype. Float-to-float rounding is allowed,
-    as for any assignment of a Python float."""
+    """`array` as `dtype`, or an error naming the first value the cast would change beyond
+    rounding: complex to real, a fraction or an out-of-range value to an integer or bool, a
+    finite value that overflows a float dtype. Float-to-float rounding is allowed, as for
+    any assignment of a Python float. Callers pass an array of their own (a fresh
+    conversion), which comes back as it is when it already has `dtype`."""
     source = array.dtype
     if source == dtype:
-        return array.copy()
+        return array
     xp = xp_of(array)
     if source.kind == "c" and dtype.kind != "c":
         raise TypeError(f"{what}: cannot convert complex values to {dtype} (the imaginary part would be lost); take "

@@ -12,9 +12,8 @@ import weakref
 from . import dispatch as _dispatch
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
-from .trace import Trace
+from .trace import SCALARS as _SCALARS, Trace
 
-_SCALARS = (bool, int, float, complex, str, type(None))
 _NUMBERS = (int, float, complex)  # runtime values of a replay; bool, str and None are static
 MAX_PLANS = 32        # plans kept per function; the oldest goes first
 RETRACE_WARNING = 8   # signatures captured by one function before it warns about retracing

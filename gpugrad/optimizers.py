@@ -172,10 +172,10 @@ class Optimizer:
             return
         variables = [var for _, var in pairs]
         grads = [g._data for g, _ in pairs]
-        state = _THREAD.state
-        if state.capture is not None:  # inside gg.function: replays run the whole update again
-            state.capture.call(functools.partial(self._apply, variables), *grads,
-                               name=f"{type(self).__name__}.apply_gradients", kind="opaque", state=state)
+        capture = _THREAD.state.capture
+        if capture is not None:  # inside gg.function: replays run the whole update again
+            capture.call(functools.partial(self._apply, variables), *grads,
+                         name=f"{type(self).__name__}.apply_gradients", kind="opaque")
         else:
             self._apply(variables, *grads)
 

@@ -189,10 +189,10 @@ class Variable(_ArrayValue):
         return self._write(operator.isub, self._new_value(delta, "assign_sub"), "assign_sub")
 
     def _write(self, update, data, what):
-        state = _THREAD.state
-        if state.capture is not None:  # a gg.function capture replays the write
-            state.capture.call(functools.partial(self._write_now, update), data,
-                               name=f"{what} Variable {self.name!r}", kind="update", state=state)
+        capture = _THREAD.state.capture
+        if capture is not None:  # a gg.function capture replays the write
+            capture.call(functools.partial(self._write_now, update), data,
+                         name=f"{what} Variable {self.name!r}", kind="update")
         else:
             self._write_now(update, data)
         return self

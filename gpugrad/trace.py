@@ -11,10 +11,10 @@ The capture hooks call into the trace in progress (recording.THREAD.state.captur
 primitive call (`record`), Variable writes and optimizer updates (`call`), host reads and
 random draws (`taint`), copies of tensors into constants (`copied`).
 """
-from .recording import TracedNumber
+from .recording import THREAD, TracedNumber
 from .tensor import Tensor, Variable
 
-_SCALARS = (bool, int, float, complex, str, type(None))
+SCALARS = (bool, int, float, complex, str, type(None))  # Python values a trace keeps as they are
 _SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16", "int32": "i32",
           "int64": "i64", "uint8": "u8", "uint64": "u64", "bool": "bool", "complex64": "c64", "complex128": "c128"}
 
@@ -80,7 +80,7 @@ class Trace:
             for item in (value if type(value) is tuple else (value,)):
                 if type(item) is TracedNumber:
                     item.used("as a static parameter of an op")
-                elif type(item) not in _SCALARS and self.slot_of.get(id(item)) in self.computed:
+                elif type(item) not in SCALARS and self.slot_of.get(id(item)) in self.computed:
                     self.taint("an op took a computed tensor as a static parameter (an index array)")
         slots = []
         reads_variable = False
@@ -97,9 +97,10 @@ class Trace:
         self.computed.add(output)
         self.steps.append(Step(op.name, op.kind, op.forward, params, tuple(slots), output, reads_variable))
 
-    def call(self, fn, *arrays, name, kind, state):
-        """Run `fn(*arrays)` now, with `state` (the thread's recording state) capturing
-        nothing inside, and have replays call it again; `name` and `kind` are for the IR."""
+    def call(self, fn, *arrays, name, kind):
+        """Run `fn(*arrays)` now, capturing nothing inside, and have replays call it again;
+        `name` and `kind` are for the IR."""
+        state = THREAD.state
         slots = tuple(self._slot(a) for a in arrays)
         state.capture = None
         try:

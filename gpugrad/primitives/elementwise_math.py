@@ -147,15 +147,24 @@ def sigmoid(x):
     return _evaluate(_sigmoid_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
 
 
-def _sigmoid_in_float64(out, t, u, x, bound, flushed_below):
-    # e^v / (1 + e^v), v = x clipped (in out, exactly) to [-bound, 40]: past 40 it rounds to 1
-    # in float64. Where x < flushed_below, v is 0 and the result 0 * e^0 / (1 + e^0).
-    xp = xp_of(t)
+def _clipped(out, t, x, bound, flushed_below):
+    """v = x clipped (in out, exactly) to [-bound, 40], into the float64 work array t, and
+    the mask of x >= flushed_below (None when there is no such bound), with t zeroed outside
+    it: sigmoid's and softplus's common start."""
     x.clip(-bound, 40, out=out)
     t[...] = out
-    keep = None if flushed_below is None else t >= flushed_below
-    if keep is not None:
-        t *= keep
+    if flushed_below is None:
+        return None
+    keep = t >= flushed_below
+    t *= keep
+    return keep
+
+
+def _sigmoid_in_float64(out, t, u, x, bound, flushed_below):
+    # e^v / (1 + e^v), v = x clipped to [-bound, 40]: past 40 it rounds to 1 in float64.
+    # Where x < flushed_below, v is 0 and the result 0 * e^0 / (1 + e^0).
+    xp = xp_of(t)
+    keep = _clipped(out, t, x, bound, flushed_below)
     xp.exp(t, out=t)
     xp.add(t, 1, out=u)
     if keep is not None:
@@ -215,16 +224,12 @@ def softplus(x):
 
 
 def _softplus_in_float64(out, t, u, x, bound, flushed_below):
-    # max(max(v, 0) + log(1 + e^-|v|), x) with v = x clipped (in out, exactly) to [-bound, 40]:
+    # max(max(v, 0) + log(1 + e^-|v|), x) with v = x clipped to [-bound, 40]:
     # past 40, log(1 + e^x) rounds to x in float64 and the outer max picks x; below -bound the
     # result rounds to 0. Where x < flushed_below, v is 0 and the sum is multiplied by 0.
     # (NumPy's logaddexp would warn on NaN.)
     xp = xp_of(t)
-    x.clip(-bound, 40, out=out)
-    t[...] = out
-    keep = None if flushed_below is None else t >= flushed_below
-    if keep is not None:
-        t *= keep
+    keep = _clipped(out, t, x, bound, flushed_below)
     xp.maximum(t, 0, out=u)
     xp.abs(t, out=t)
     xp.negative(t, out=t)
