@@ -5,10 +5,11 @@
 //   use_momentum: mom = mom * momentum;  mom += inc;  p -= mom;                 else p -= inc
 // average_grad (a) is used only when centered and moment (mom) only with use_momentum; the
 // launcher passes velocity for an unused one, which is then neither read nor written.
-// Contract: grid-stride loop over n elements, each read and written by one thread; lr, rho,
-// 1 - rho, momentum and epsilon are computed in Python double, then rounded to T.
-// Reference: Backend.rmsprop_update in gpugrad/backend.py, with the same operations in the same
-// order, each rounded to T as NumPy does.
+// Contract: grid-stride loop over n elements, each read and written by one thread. lr is read from
+// device memory, scalars[0] (a double, the value of this step), so that a captured CUDA graph sees
+// each step's value; rho, 1 - rho, momentum and epsilon are computed in Python double. All are
+// rounded to T. Reference: the primitive rmsprop_update in gpugrad/primitives/updates.py, with the
+// same operations in the same order, each rounded to T as NumPy does.
 
 // a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
 __device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
@@ -17,8 +18,10 @@ __device__ inline float square_root(float x) { return sqrtf(x); }
 __device__ inline double square_root(double x) { return sqrt(x); }
 
 template <typename T>
-__global__ void rmsprop_update(T* param, const T* grad, T* velocity, T* average_grad, T* moment, long long n, T lr,
-                               T rho, T one_minus_rho, T momentum, T epsilon, int centered, int use_momentum) {
+__global__ void rmsprop_update(T* param, const T* grad, T* velocity, T* average_grad, T* moment,
+                               const double* scalars, long long n, T rho, T one_minus_rho, T momentum, T epsilon,
+                               int centered, int use_momentum) {
+    const T lr = (T)scalars[0];
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T g = grad[i];
@@ -41,7 +44,7 @@ __global__ void rmsprop_update(T* param, const T* grad, T* velocity, T* average_
     }
 }
 
-template __global__ void rmsprop_update<float>(float*, const float*, float*, float*, float*, long long, float, float,
-                                               float, float, float, int, int);
-template __global__ void rmsprop_update<double>(double*, const double*, double*, double*, double*, long long, double,
-                                                double, double, double, double, int, int);
+template __global__ void rmsprop_update<float>(float*, const float*, float*, float*, float*, const double*, long long,
+                                               float, float, float, float, int, int);
+template __global__ void rmsprop_update<double>(double*, const double*, double*, double*, double*, const double*,
+                                                long long, double, double, double, double, int, int);

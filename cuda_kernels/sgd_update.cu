@@ -3,9 +3,11 @@
 //   mode 0 (plain):    p -= step                         (velocity unused: the launcher passes param)
 //   mode 1 (momentum): v = v * momentum - step; p += v
 //   mode 2 (nesterov): v = v * momentum - step; p += momentum * v - step
-// Contract: grid-stride loop over n elements, each read and written by one thread; lr and momentum
-// are the Python floats of the reference rounded to T. Reference: Backend.sgd_update in
-// gpugrad/backend.py, with the same operations in the same order, each rounded to T as NumPy does.
+// Contract: grid-stride loop over n elements, each read and written by one thread. lr is read from
+// device memory, scalars[0] (a double, the value of this step), so that a captured CUDA graph
+// sees each step's value; momentum is the Python float of the reference; both rounded to T.
+// Reference: the primitive sgd_update in gpugrad/primitives/updates.py, with the same operations
+// in the same order, each rounded to T as NumPy does.
 
 // a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
 __device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
@@ -15,7 +17,9 @@ constexpr int SGD_PLAIN = 0;
 constexpr int SGD_NESTEROV = 2;
 
 template <typename T>
-__global__ void sgd_update(T* param, const T* grad, T* velocity, long long n, T lr, T momentum, int mode) {
+__global__ void sgd_update(T* param, const T* grad, T* velocity, const double* scalars, long long n, T momentum,
+                           int mode) {
+    const T lr = (T)scalars[0];
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T step = rounded_product(lr, grad[i]);
@@ -29,5 +33,5 @@ __global__ void sgd_update(T* param, const T* grad, T* velocity, long long n, T 
     }
 }
 
-template __global__ void sgd_update<float>(float*, const float*, float*, long long, float, float, int);
-template __global__ void sgd_update<double>(double*, const double*, double*, long long, double, double, int);
+template __global__ void sgd_update<float>(float*, const float*, float*, const double*, long long, float, int);
+template __global__ void sgd_update<double>(double*, const double*, double*, const double*, long long, double, int);

@@ -7,7 +7,6 @@ gpugrad/checkpoint.py import numpy for dtypes and host buffers, not math). CuPy 
 lazily, so importing gpugrad initializes no CUDA context.
 """
 import contextlib
-import math
 import os
 import threading
 
@@ -54,69 +53,6 @@ class Backend:
     def to_host(self, array):
         """A numpy.ndarray copy of `array`."""
         raise NotImplementedError
-
-    # Fused optimizer updates: one entry point per optimizer, in place on the raw arrays of
-    # one variable and its slots (same shape and dtype), hyperparameters as Python floats.
-    # Written with `xp` and in-place array methods, they are the reference that a backend's
-    # fused kernels must match; the keras-3 formulas are in gpugrad/optimizers.py.
-
-    def sgd_update(self, param, grad, velocity, lr, momentum, nesterov):
-        """v = momentum * v - lr * g; p += v, or p += momentum * v - lr * g with nesterov.
-        Without momentum (velocity None): p -= lr * g."""
-        step = lr * grad
-        if velocity is None:
-            param -= step
-            return
-        velocity *= momentum
-        velocity -= step
-        if nesterov:
-            param += momentum * velocity - step
-        else:
-            param += velocity
-
-    def adam_update(self, param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay):
-        """p -= lr * wd * p (AdamW only); m += (1 - b1)(g - m); v += (1 - b2)(g^2 - v);
-        vhat = max(vhat, v) with amsgrad (vhat not None);
-        p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(vhat or v) + eps), t = `step` >= 1."""
-        if weight_decay:
-            param -= (lr * weight_decay) * param
-        alpha = adam_step_size(lr, beta_1, beta_2, step)
-        m += (1.0 - beta_1) * (grad - m)
-        v += (1.0 - beta_2) * (grad * grad - v)
-        if vhat is not None:
-            self.xp.maximum(vhat, v, out=vhat)
-            v = vhat
-        param -= alpha * m / (self.xp.sqrt(v) + epsilon)
-
-    def rmsprop_update(self, param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon):
-        """v = rho v + (1 - rho) g^2; centered (average_grad not None): a = rho a + (1 - rho) g,
-        d = v - a^2 + eps, else d = v + eps; inc = lr g / sqrt(d);
-        with momentum (moment not None): m = momentum m + inc, p -= m; else p -= inc."""
-        velocity *= rho
-        velocity += (1.0 - rho) * (grad * grad)
-        if average_grad is not None:
-            average_grad *= rho
-            average_grad += (1.0 - rho) * grad
-            denominator = velocity - average_grad * average_grad + epsilon
-        else:
-            denominator = velocity + epsilon
-        increment = lr * grad / self.xp.sqrt(denominator)
-        if moment is not None:
-            moment *= momentum
-            moment += increment
-            increment = moment
-        param -= increment
-
-    def adagrad_update(self, param, grad, accumulator, lr, epsilon):
-        """acc += g^2; p -= lr g / sqrt(acc + eps)."""
-        accumulator += grad * grad
-        param -= lr * grad / self.xp.sqrt(accumulator + epsilon)
-
-
-def adam_step_size(lr, beta_1, beta_2, step):
-    """Adam's bias-corrected step size lr * sqrt(1 - b2^t) / (1 - b1^t), in Python floats
-    (shared by the reference update and the kernel launcher)."""
-    return lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
 
 
 def _python_array(value):
@@ -208,13 +144,7 @@ _NUMPY = NumpyBackend()
 
 class CupyBackend(Backend):
     """Arrays of one CUDA device, as CuPy arrays. Values from the host go through the NumPy
-    backend first (TensorFlow's dtype rules, the same errors); the optimizer updates use the
-    fused kernels of cuda_kernels/ for float32 and float64, the xp reference otherwise."""
-
-    _FUSED = (float32, float64)
-    # The fused kernels' launchers by update name: gpugrad/kernels.py registers them when it is
-    # imported (gpugrad's import does), compiling nothing until one is launched.
-    fused_updates = {}
+    backend first (TensorFlow's dtype rules, the same errors)."""
 
     def __init__(self, cupy, index):
         self.xp = cupy
@@ -231,23 +161,6 @@ class CupyBackend(Backend):
 
     def to_host(self, array):
         return self.xp.asnumpy(array)
-
-    def sgd_update(self, param, grad, velocity, lr, momentum, nesterov):
-        update = self.fused_updates["sgd_update"] if param.dtype in self._FUSED else super().sgd_update
-        update(param, grad, velocity, lr, momentum, nesterov)
-
-    def adam_update(self, param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay):
-        update = self.fused_updates["adam_update"] if param.dtype in self._FUSED else super().adam_update
-        update(param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay)
-
-    def rmsprop_update(self, param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon):
-        update = self.fused_updates["rmsprop_update"] if param.dtype in self._FUSED else super().rmsprop_update
-        update(param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon)
-
-    def adagrad_update(self, param, grad, accumulator, lr, epsilon):
-        update = self.fused_updates["adagrad_update"] if param.dtype in self._FUSED else super().adagrad_update
-        update(param, grad, accumulator, lr, epsilon)
-
 
 
 # Random numbers are drawn on the host from NumPy's generator, whatever the device, so that

@@ -309,7 +309,7 @@ def _describe_leaf(index, t, a, watched):
 
 def _cut_causes():
     cutting = sorted(name for name, op in _dispatch.REGISTRY.items()
-                     if not op.differentiable and name != "stop_gradient")
+                     if not op.differentiable and op.kind != "update" and name != "stop_gradient")
     return (f"No recorded path leads from the source to the target. If the target should depend on it, the link "
             f"was cut: by gg.stop_gradient, by an op without a gradient ({', '.join(cutting)}) or by a cast to "
             f"an integer or bool dtype; and if the value went through .numpy(), float() or gg.constant(...), the "

@@ -20,7 +20,7 @@ check_outputs = None
 KINDS = ("elementwise", "reduction", "shape", "contraction", "update", "opaque")
 
 
-def primitive(forward=None, *, name=None, differentiable=True, linear=False, kind="opaque"):
+def primitive(forward=None, *, name=None, differentiable=True, linear=False, kind="opaque", writes=()):
     """Register a primitive op: the one entry point for built-in ops and user ops alike.
 
     Usage::
@@ -53,14 +53,28 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False, kin
         kind: what a gg.function trace says the op is (see `f.trace_text()`): "elementwise"
             (with broadcasting), "reduction", "shape" (views, reshapes, joins), "contraction"
             (matmul), "update" (in place), or "opaque" (the default: anything else).
+        writes: for kind "update" only, the indices of the inputs the forward writes in place.
+
+    An "update" primitive (an optimizer's step, for example) changes Variables in place and
+    returns None: its forward writes the buffers of the inputs named by `writes`, which
+    must be gg.Variables (or None for an unused optional state); the other inputs are
+    Tensors or Variables it reads. It is never differentiated, so it has no VJP; each
+    written Variable is marked written (Variable.written) after the forward ran, and a
+    gg.function capture records the call as an update step that its replays run again.
     """
     if kind not in KINDS:
         raise ValueError(f"primitive kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if (kind == "update") != bool(writes):
+        raise ValueError("an update primitive names the inputs it writes (writes=(0,) ...), and only an update "
+                         f"primitive writes its inputs; got kind={kind!r}, writes={writes!r}")
     def register(function):
         key = name or function.__name__
         if key in REGISTRY:
             raise ValueError(f"a primitive named {key!r} is already registered")
-        op = _make_op(function, key, differentiable, linear)
+        if kind == "update":
+            op = _make_update_op(function, key, tuple(writes))
+        else:
+            op = _make_op(function, key, differentiable, linear)
         op.kind = kind
         REGISTRY[key] = op
         return op
@@ -147,6 +161,57 @@ def _make_op(forward, name, differentiable, linear):
     functools.update_wrapper(op, forward)
     op.name, op.forward, op.vjp = name, forward, None
     op.differentiable, op.linear, op.defvjp, op.impl = differentiable, linear, defvjp, impl
+    return op
+
+
+def _make_update_op(forward, name, writes):
+    """The callable of an in-place update primitive (see `primitive`): it checks that the
+    inputs are tensors on one device, runs the forward on their buffers, marks the written
+    Variables and records the call on this thread's capture; it returns None."""
+
+    def op(*args, **params):
+        device = None
+        data = []
+        for index, a in enumerate(args):
+            kind = type(a)
+            if kind is Tensor or kind is Variable:
+                if device is None:
+                    device = a._device
+                elif a._device != device:
+                    raise ValueError(f"{name}: inputs are on different devices, {device} and {a._device} "
+                                     f"(input {index})")
+                data.append(a._data)
+            elif a is None:
+                data.append(None)
+            else:
+                raise TypeError(f"{name}: input {index} is a {kind.__name__}; an update primitive takes Tensors "
+                                f"and Variables (None for an unused state)")
+        for index in writes:
+            target = args[index] if index < len(args) else None
+            if target is not None and type(target) is not Variable:
+                raise TypeError(f"{name}: input {index} is written in place, so it must be a gg.Variable, got "
+                                f"{type(target).__name__}")
+        op.forward(*data, **params)
+        for index in writes:
+            if args[index] is not None:
+                args[index].written()
+        capture = _THREAD.state.capture
+        if capture is not None:
+            capture.update(op, args, params)
+
+    def impl(device, fast=None):
+        if fast is None:
+            return lambda fast: impl(device, fast)
+        op.forward = _backend.with_device_path(device, op.forward, fast)
+        return fast
+
+    def defvjp(vjp):
+        raise TypeError(f"primitive {name!r} is an in-place update: it is never differentiated, so it takes no VJP")
+
+    impl.__doc__ = "As for any primitive: `fast(*arrays, **params)` runs for arrays of backend `device`."
+    functools.update_wrapper(op, forward)
+    op.name, op.forward, op.vjp, op.writes = name, forward, None, writes
+    op.differentiable, op.linear, op.defvjp, op.impl = False, False, defvjp, impl
     return op
 
 

@@ -5,6 +5,7 @@ Only this module knows the kernel folder, the compile options, the C type of eac
 kernels take (float32 and float64) and the grid and block sizes. The CuPy handle comes from the backend's probe at the first launch, never
 at import time, so importing gpugrad without CuPy (or without a GPU) works and compiles nothing.
 """
+import contextlib
 import functools
 import pathlib
 import re
@@ -105,6 +106,12 @@ def _grid(n):
     return min(-(-n // _BLOCK), 2**31 - 1)
 
 
+def _on(stream):
+    """A context making `stream` current (its allocations and launches go there); None keeps
+    the current stream."""
+    return contextlib.nullcontext() if stream is None else stream
+
+
 def _describe(array):
     return f"{type(array).__name__} of shape {tuple(array.shape)} and dtype {array.dtype}"
 
@@ -139,8 +146,9 @@ def _on_device(where, cupy, arrays):
     return device_id
 
 
-def launch(name, *inputs):
-    """A new array, the elementwise fused kernel cuda_kernels/<name>.cu applied to `inputs`.
+def launch(name, *inputs, stream=None):
+    """A new array, the elementwise fused kernel cuda_kernels/<name>.cu applied to `inputs`,
+    launched on `stream` (a cupy.cuda.Stream; None: the current stream).
 
     The inputs (float32 or float64 CuPy arrays, all of one shape and dtype, any layout) are
     made contiguous; the result has their shape and dtype. E.g. launch("sigmoid_backward", dy, y).
@@ -158,7 +166,7 @@ def launch(name, *inputs):
                          f"({', '.join(parameters)}), not ({', '.join(elementwise)})")
     cupy = _cupy()
     device_id = _on_device(f"launch({name!r})", cupy, zip(labels, inputs))
-    with cupy.cuda.Device(device_id):
+    with cupy.cuda.Device(device_id), _on(stream):
         out = cupy.empty(inputs[0].shape, dtype)
         if out.size:
             inputs = [cupy.ascontiguousarray(x) for x in inputs]
@@ -166,8 +174,9 @@ def launch(name, *inputs):
     return out
 
 
-def bias_gradient(g):
-    """The column sums of a 2-D float32 or float64 CuPy array, reduce_sum(g, axis=0): shape (cols,).
+def bias_gradient(g, stream=None):
+    """The column sums of a 2-D float32 or float64 CuPy array, reduce_sum(g, axis=0): shape (cols,),
+    launched on `stream` (None: the current stream).
 
     Two launches of one deterministic kernel (no atomics): per-block partial sums into a
     workspace, then their sum; one launch when the matrix is small.
@@ -178,7 +187,7 @@ def bias_gradient(g):
     cupy = _cupy()
     device_id = _on_device("bias_gradient", cupy, [("g", g)])
     rows, cols = g.shape
-    with cupy.cuda.Device(device_id):
+    with cupy.cuda.Device(device_id), _on(stream):
         out = cupy.empty((cols,), dtype)
         if cols == 0:
             return out
@@ -203,12 +212,14 @@ def bias_gradient(g):
     return out
 
 
-def _update(name, param, grad, states, scalars):
-    """Launch the fused update `name` in place: args (param, grad, *states, n, *scalars).
+def _update(name, param, grad, states, scalars, fixed, stream):
+    """Launch the fused update `name` in place: args (param, grad, *states, scalars, n, *fixed).
 
     `states` are (label, array, stand-in): the stand-in (None for a required state) is passed
     when the array is None, as the kernel then neither reads nor writes it. The given states
-    must be C-contiguous and match param, as must grad (made contiguous here).
+    must be C-contiguous and match param, as must grad (made contiguous here). `scalars` is
+    the float64 device array of the step's values that the kernel reads; `fixed` are the
+    (C type, value) pairs passed by value.
     """
     dtype = _check_float(name, "param", param)
     for label, array, stand_in in states:
@@ -219,55 +230,56 @@ def _update(name, param, grad, states, scalars):
     for label, array in [("param", param)] + given:
         if not array.flags.c_contiguous:
             raise ValueError(f"{name}: {label} ({_describe(array)}) must be C-contiguous: it is updated in place")
+    if scalars.dtype != numpy.float64 or scalars.ndim != 1 or not scalars.flags.c_contiguous:
+        raise ValueError(f"{name}: scalars ({_describe(scalars)}) must be a contiguous 1-D float64 array")
     cupy = _cupy()
-    device_id = _on_device(name, cupy, [("param", param), ("grad", grad)] + given)
+    device_id = _on_device(name, cupy, [("param", param), ("grad", grad), ("scalars", scalars)] + given)
     if param.size == 0:
         return
-    with cupy.cuda.Device(device_id):
+    with cupy.cuda.Device(device_id), _on(stream):
         grad = cupy.ascontiguousarray(grad)
         pointers = [array if array is not None else stand_in for _, array, stand_in in states]
-        values = [kind(value) for kind, value in scalars]
+        values = [kind(value) for kind, value in fixed]
         _kernel(name, dtype)((_grid(param.size),), (_BLOCK,),
-                             (param, grad, *pointers, numpy.int64(param.size), *values))
+                             (param, grad, *pointers, scalars, numpy.int64(param.size), *values))
 
 
-def sgd_update(param, grad, velocity, lr, momentum, nesterov):
-    """Backend.sgd_update with one launch: v = momentum * v - lr * g; p += v, or
-    p += momentum * v - lr * g with nesterov. Without momentum (velocity None): p -= lr * g."""
+def sgd_update(param, grad, velocity, scalars, *, momentum, nesterov, stream=None):
+    """The primitive sgd_update in one launch (scalars = [lr] on the device): step = lr * g;
+    without momentum (velocity None) p -= step; else v = momentum * v - step and p += v, or
+    p += momentum * v - step with nesterov."""
     scalar = numpy.dtype(param.dtype).type  # T of the kernel
     mode = _SGD_PLAIN if velocity is None else _SGD_NESTEROV if nesterov else _SGD_MOMENTUM
-    _update("sgd_update", param, grad, [("velocity", velocity, param)],
-            [(scalar, lr), (scalar, 0.0 if velocity is None else momentum), (numpy.int32, mode)])
+    _update("sgd_update", param, grad, [("velocity", velocity, param)], scalars,
+            [(scalar, 0.0 if velocity is None else momentum), (numpy.int32, mode)], stream)
 
 
-def adam_update(param, grad, m, v, vhat, lr, beta_1, beta_2, epsilon, step, weight_decay):
-    """Backend.adam_update with one launch: p -= lr * wd * p (AdamW only); m += (1 - b1)(g - m);
-    v += (1 - b2)(g^2 - v); vhat = max(vhat, v) with amsgrad (vhat not None);
-    p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(vhat or v) + eps), t = `step` >= 1."""
+def adam_update(param, grad, m, v, vhat, scalars, *, beta_1, beta_2, epsilon, weight_decay, stream=None):
+    """The primitive adam_update in one launch (scalars = [alpha, decay] on the device):
+    p -= decay * p (AdamW only); m += (1 - b1)(g - m); v += (1 - b2)(g^2 - v);
+    vhat = max(vhat, v) with amsgrad (vhat not None); p -= alpha * m / (sqrt(vhat or v) + eps)."""
     scalar = numpy.dtype(param.dtype).type  # T of the kernel
-    alpha = _backend.adam_step_size(lr, beta_1, beta_2, step)
-    decay = lr * weight_decay if weight_decay else 0.0
-    _update("adam_update", param, grad, [("m", m, None), ("v", v, None), ("vhat", vhat, v)],
-            [(scalar, alpha), (scalar, 1.0 - beta_1), (scalar, 1.0 - beta_2), (scalar, epsilon), (scalar, decay),
-             (numpy.int32, vhat is not None)])
+    _update("adam_update", param, grad, [("m", m, None), ("v", v, None), ("vhat", vhat, v)], scalars,
+            [(scalar, 1.0 - beta_1), (scalar, 1.0 - beta_2), (scalar, epsilon), (numpy.int32, bool(weight_decay)),
+             (numpy.int32, vhat is not None)], stream)
 
 
-def rmsprop_update(param, grad, velocity, average_grad, moment, lr, rho, momentum, epsilon):
-    """Backend.rmsprop_update with one launch: v = rho v + (1 - rho) g^2; centered (average_grad
-    not None): a = rho a + (1 - rho) g, d = v - a^2 + eps, else d = v + eps; inc = lr g / sqrt(d);
-    with momentum (moment not None): m = momentum m + inc, p -= m; else p -= inc."""
+def rmsprop_update(param, grad, velocity, average_grad, moment, scalars, *, rho, momentum, epsilon, stream=None):
+    """The primitive rmsprop_update in one launch (scalars = [lr] on the device):
+    v = rho v + (1 - rho) g^2; centered (average_grad not None): a = rho a + (1 - rho) g,
+    d = v - a^2 + eps, else d = v + eps; inc = lr g / sqrt(d); with momentum (moment not
+    None): m = momentum m + inc, p -= m; else p -= inc."""
     scalar = numpy.dtype(param.dtype).type  # T of the kernel
     _update("rmsprop_update", param, grad,
             [("velocity", velocity, None), ("average_grad", average_grad, velocity), ("moment", moment, velocity)],
-            [(scalar, lr), (scalar, rho), (scalar, 1.0 - rho), (scalar, 0.0 if moment is None else momentum),
-             (scalar, epsilon), (numpy.int32, average_grad is not None), (numpy.int32, moment is not None)])
+            scalars, [(scalar, rho), (scalar, 1.0 - rho), (scalar, 0.0 if moment is None else momentum),
+                      (scalar, epsilon), (numpy.int32, average_grad is not None), (numpy.int32, moment is not None)],
+            stream)
 
 
-def adagrad_update(param, grad, accumulator, lr, epsilon):
-    """Backend.adagrad_update with one launch: acc += g^2; p -= lr g / sqrt(acc + eps)."""
+def adagrad_update(param, grad, accumulator, scalars, *, epsilon, stream=None):
+    """The primitive adagrad_update in one launch (scalars = [lr] on the device):
+    acc += g^2; p -= lr g / sqrt(acc + eps)."""
     scalar = numpy.dtype(param.dtype).type  # T of the kernel
-    _update("adagrad_update", param, grad, [("accumulator", accumulator, None)], [(scalar, lr), (scalar, epsilon)])
-
-
-_backend.CupyBackend.fused_updates.update(
-    (update.__name__, update) for update in (sgd_update, adam_update, rmsprop_update, adagrad_update))
+    _update("adagrad_update", param, grad, [("accumulator", accumulator, None)], scalars, [(scalar, epsilon)],
+            stream)

@@ -1,16 +1,19 @@
 """gg.optimizers: SGD, Adam, AdamW, RMSprop, Adagrad with the Keras 3 update rules.
 
-Backend-neutral: each update goes through the fused entry point of the variables' Backend
-(`sgd_update`, `adam_update`, ...), in place, so a Variable keeps its buffer. No numpy or
-cupy here, and no branching on the device.
+Backend-neutral: each variable's update is one call of an in-place update primitive
+(gpugrad/primitives/updates.py: an xp reference, and a fused kernel on CUDA), so a
+Variable keeps its buffer. The values that change from step to step (the learning rate,
+Adam's bias-corrected step size) are written once a step into a small float64 Variable on
+each device, which the updates read, so that a gg.function replay, or a CUDA graph, sees
+each step's values. No numpy or cupy here, and no branching on the device.
 """
 import functools
 import math
 import numbers
 
-from . import backend as _backend
 from . import debugging as _debugging
 from . import ops as _ops
+from .primitives import updates as _updates
 from .tape import GradientTape
 from .recording import THREAD as _THREAD
 from .tensor import Tensor, Variable, constant
@@ -33,8 +36,9 @@ def _check_fraction(value, what):
 class Optimizer:
     """Base class: validation, clipping, learning-rate schedules, state and the training calls.
 
-    Subclasses name their slots and implement `_update(var, grad, slots, lr, step)` as one
-    call to a Backend update entry point on raw arrays.
+    Subclasses name their slots, say which per-step values their update reads
+    (`_step_scalars(lr, step)`), and implement `_update(var, grad, slots, scalars)` as one
+    call of their update primitive.
 
     Args:
         learning_rate: a finite non-negative float, or a callable of the step number (0 for
@@ -69,6 +73,7 @@ class Optimizer:
         self.check_numerics = bool(check_numerics)
         self.iterations = 0
         self._slots = {}  # Variable -> tuple of slot Variables (None where a slot is unused)
+        self._scalars = {}  # device -> float64 Variable of the step's values (_step_scalars)
 
     @property
     def learning_rate(self):
@@ -171,29 +176,50 @@ class Optimizer:
         if not pairs:
             return
         variables = [var for _, var in pairs]
-        grads = [g._data for g, _ in pairs]
-        capture = _THREAD.state.capture
-        if capture is not None:  # inside gg.function: replays run the whole update again
-            capture.call(functools.partial(self._apply, variables), *grads,
-                         name=f"{type(self).__name__}.apply_gradients", kind="opaque")
-        else:
-            self._apply(variables, *grads)
-
-    def _apply(self, variables, *grads):
-        lr = self.learning_rate  # a schedule's bad value raises here, before anything changes
-        grads = [Tensor(g, var._device) for g, var in zip(grads, variables)]
+        grads = [g for g, _ in pairs]
+        capture = _THREAD.state.capture  # inside gg.function, replays run the host steps again
         if self.check_numerics:  # before clipping, which spreads one NaN to every gradient
-            for g, var in zip(grads, variables):
-                if not _debugging.all_finite(g):
-                    raise FloatingPointError(f"{type(self).__name__}: the gradient of Variable '{var.name}' holds "
-                                             f"NaN or infinity (step {self.iterations}); no variable was updated")
+            if capture is None:
+                self._check_finite(variables, *grads)
+            else:
+                capture.call(functools.partial(self._check_finite, variables), *(g._data for g in grads),
+                             name=f"{name}.check_numerics", kind="host")
         grads = self._clipped(grads)
-        self.build(variables)
-        self.iterations += 1
+        if capture is None:
+            self._advance(variables)
+        else:
+            capture.call(functools.partial(self._advance, variables), name=f"{name}.advance", kind="host")
+        scalars = self._scalars
         for g, var in zip(grads, variables):
-            self._update(var, g._data, [None if s is None else s._data for s in self._slots[var]], lr,
-                         self.iterations)
-            var.written()
+            self._update(var, g, self._slots[var], scalars[var._device])
+
+    def _check_finite(self, variables, *grads):
+        for g, var in zip(grads, variables):
+            if not _debugging.all_finite(g if type(g) is Tensor else Tensor(g, var._device)):
+                raise FloatingPointError(f"{type(self).__name__}: the gradient of Variable '{var.name}' holds NaN "
+                                         f"or infinity (step {self.iterations}); no variable was updated")
+
+    def _advance(self, variables):
+        """The host part of a step: the learning rate (a schedule's bad value raises here,
+        before any variable or state changes), the state of variables seen for the first
+        time, the step count, and the step's values written to the scalars Variable of
+        every device."""
+        lr = self.learning_rate
+        self.build(variables)
+        scalars = self._scalars
+        for var in variables:
+            if var._device not in scalars:
+                size = len(self._step_scalars(0.0, 1))
+                scalars[var._device] = Variable(_ops.fill((size,), 0.0, dtype="float64", device=var._device),
+                                                trainable=False, name=f"{type(self).__name__}/step_scalars")
+        self.iterations += 1
+        values = self._step_scalars(lr, self.iterations)
+        for device_scalars in scalars.values():
+            device_scalars.assign(values)
+
+    def _step_scalars(self, lr, step):
+        """The values that the update reads from device memory at step `step` (from 1): [lr]."""
+        return [lr]
 
     def _checked_gradient(self, grad, var):
         name = type(self).__name__
@@ -220,12 +246,8 @@ class Optimizer:
             return _ops.clip_by_global_norm(grads, self.global_clipnorm)[0]
         return grads
 
-    def _update(self, var, grad, slots, lr, step):
+    def _update(self, var, grad, slots, scalars):
         raise NotImplementedError
-
-
-def _backend_of(var):
-    return _backend.backend_of(var._device)
 
 
 class SGD(Optimizer):
@@ -242,8 +264,8 @@ class SGD(Optimizer):
     def _slot_specs(self):
         return [(self.momentum > 0, 0.0)]
 
-    def _update(self, var, grad, slots, lr, step):
-        _backend_of(var).sgd_update(var._data, grad, slots[0], lr, self.momentum, self.nesterov)
+    def _update(self, var, grad, slots, scalars):
+        _updates.sgd_update(var, grad, slots[0], scalars, momentum=self.momentum, nesterov=self.nesterov)
 
 
 class Adam(Optimizer):
@@ -264,10 +286,16 @@ class Adam(Optimizer):
     def _slot_specs(self):
         return [(True, 0.0), (True, 0.0), (self.amsgrad, 0.0)]
 
-    def _update(self, var, grad, slots, lr, step):
+    def _step_scalars(self, lr, step):
+        """[alpha, decay]: the bias-corrected step size lr * sqrt(1 - b2^t) / (1 - b1^t) and
+        AdamW's lr * weight_decay, in Python floats."""
+        alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+        return [alpha, lr * self._weight_decay]
+
+    def _update(self, var, grad, slots, scalars):
         m, v, vhat = slots
-        _backend_of(var).adam_update(var._data, grad, m, v, vhat, lr, self.beta_1, self.beta_2, self.epsilon,
-                                     step, self._weight_decay)
+        _updates.adam_update(var, grad, m, v, vhat, scalars, beta_1=self.beta_1, beta_2=self.beta_2,
+                             epsilon=self.epsilon, weight_decay=self._weight_decay)
 
 
 class AdamW(Adam):
@@ -301,10 +329,10 @@ class RMSprop(Optimizer):
     def _slot_specs(self):
         return [(True, 0.0), (self.centered, 0.0), (self.momentum > 0, 0.0)]
 
-    def _update(self, var, grad, slots, lr, step):
+    def _update(self, var, grad, slots, scalars):
         velocity, average_grad, moment = slots
-        _backend_of(var).rmsprop_update(var._data, grad, velocity, average_grad, moment, lr, self.rho,
-                                        self.momentum, self.epsilon)
+        _updates.rmsprop_update(var, grad, velocity, average_grad, moment, scalars, rho=self.rho,
+                                momentum=self.momentum, epsilon=self.epsilon)
 
 
 class Adagrad(Optimizer):
@@ -322,5 +350,5 @@ class Adagrad(Optimizer):
     def _slot_specs(self):
         return [(True, self.initial_accumulator_value)]
 
-    def _update(self, var, grad, slots, lr, step):
-        _backend_of(var).adagrad_update(var._data, grad, slots[0], lr, self.epsilon)
+    def _update(self, var, grad, slots, scalars):
+        _updates.adagrad_update(var, grad, slots[0], scalars, epsilon=self.epsilon)

@@ -8,7 +8,8 @@ update or opaque), its static parameters and its input and output slots; `text()
 them in order, with each slot's dtype and shape, as JAX prints a jaxpr.
 
 The capture hooks call into the trace in progress (recording.THREAD.state.capture): every
-primitive call (`record`), Variable writes and optimizer updates (`call`), host reads and
+primitive call (`record`), in-place update primitives such as the optimizers' steps
+(`update`), Variable writes and an optimizer's per-step host work (`call`), host reads and
 random draws (`taint`), copies of tensors into constants (`copied`).
 """
 from .recording import THREAD, TracedNumber
@@ -97,6 +98,26 @@ class Trace:
         self.computed.add(output)
         self.steps.append(Step(op.name, op.kind, op.forward, params, tuple(slots), output, reads_variable))
 
+    def update(self, op, args, params):
+        """The update primitive `op` wrote its Variable inputs in place (None inputs are
+        unused states); a replay runs its forward again and marks the Variables written."""
+        slots = []
+        for a in args:
+            if type(a) is Variable:
+                slot = self._slot(a._data)
+                self.labels.setdefault(slot, f"Variable {a.name!r}")
+            else:
+                slot = self._slot(a if a is None else a._data)
+            slots.append(slot)
+        written = tuple(args[i] for i in op.writes if args[i] is not None)
+        forward = op.forward
+
+        def run(*arrays, **params):
+            forward(*arrays, **params)
+            for variable in written:
+                variable.written()
+        self.steps.append(Step(op.name, "update", run, params, tuple(slots), None, True))
+
     def call(self, fn, *arrays, name, kind):
         """Run `fn(*arrays)` now, capturing nothing inside, and have replays call it again;
         `name` and `kind` are for the IR."""
@@ -131,13 +152,15 @@ class Trace:
         """The trace, one line a step: slots as %N with their types; inputs, the Variables and
         constants read, then the steps with their kinds, then the outputs."""
         types = self.types if self.types is not None else [_type_of(v) for v in self.values]
-        read = sorted({s for step in self.steps for s in step.inputs} - self.computed)
+        read = sorted(s for s in {s for step in self.steps for s in step.inputs} - self.computed
+                      if types[s] != "NoneType")
         lines = [f"gg.function {self.title}"]
         lines += [f"  input    %{s}: {types[s]}  ({self.labels[s]})" for s in self.arg_slots]
         lines += [f"  constant %{s}: {types[s]}" + (f"  ({self.labels[s]})" if s in self.labels else "")
                   for s in read]
         for step in self.steps:
-            call = f"{step.name}({', '.join(f'%{s}' for s in step.inputs)}{_params(step.params)})"
+            names = ("None" if types[s] == "NoneType" else f"%{s}" for s in step.inputs)
+            call = f"{step.name}({', '.join(names)}{_params(step.params)})"
             target = "" if step.output is None else f"%{step.output}: {types[step.output]} = "
             lines.append(f"  {target}{call}  # {step.kind}")
         lines.append(f"  return {', '.join(f'%{s}' for s in self.output_slots) or 'nothing computed'}")

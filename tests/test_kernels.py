@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from gpugrad import backend, kernels, primitives
+from gpugrad import kernels, primitives
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "cuda_kernels").glob("*.cu"))
@@ -77,9 +77,15 @@ def test_every_kernel_has_a_launcher(path):
 
 
 @pytest.mark.parametrize("name", UPDATES)
-def test_update_launchers_take_the_backend_reference_signature(name):
-    reference = list(inspect.signature(getattr(backend.Backend, name)).parameters)[1:]  # less self
-    assert list(inspect.signature(getattr(kernels, name)).parameters) == reference
+def test_update_launchers_take_the_update_primitive_signature_and_a_stream(name):
+    reference = list(inspect.signature(getattr(primitives, name)).parameters)  # the forward's
+    assert list(inspect.signature(getattr(kernels, name)).parameters) == reference + ["stream"]
+
+
+@pytest.mark.parametrize("launcher", [kernels.launch, kernels.bias_gradient, *(getattr(kernels, n) for n in UPDATES)])
+def test_every_launcher_takes_a_stream(launcher):
+    parameter = inspect.signature(launcher).parameters["stream"]
+    assert parameter.default is None
 
 
 def test_source_dir_holds_the_kernels():
@@ -88,6 +94,9 @@ def test_source_dir_holds_the_kernels():
 
 def _f32(*shape):
     return np.zeros(shape, np.float32)
+
+
+_LR = np.array([0.1])  # an update's per-step scalars
 
 
 @pytest.mark.parametrize("call, message", [
@@ -99,13 +108,16 @@ def _f32(*shape):
     (lambda: kernels.launch("sgd_update", _f32(3), _f32(3)), "got 2 inputs"),
     (lambda: kernels.bias_gradient(_f32(3)), "2-D"),
     (lambda: kernels.bias_gradient(np.zeros((3, 2), np.int32)), "int32"),
-    (lambda: kernels.sgd_update(_f32(2, 3)[:, ::2], _f32(2, 2), None, 0.1, 0.0, False), "C-contiguous"),
-    (lambda: kernels.sgd_update(_f32(3), _f32(3), _f32(4), 0.1, 0.9, False), "velocity"),
-    (lambda: kernels.sgd_update(_f32(3), np.zeros(3), None, 0.1, 0.0, False), "grad"),
-    (lambda: kernels.adam_update(_f32(3), _f32(3), _f32(3), _f32(3), np.zeros(3), 0.1, 0.9, 0.999, 1e-7, 1, 0.0),
-     "vhat"),
-    (lambda: kernels.rmsprop_update(_f32(3), _f32(3), None, None, None, 0.1, 0.9, 0.0, 1e-7), "velocity is None"),
-    (lambda: kernels.adagrad_update(_f32(4), _f32(4), _f32(4).T[::2], 0.1, 1e-7), "accumulator"),
+    (lambda: kernels.sgd_update(_f32(2, 3)[:, ::2], _f32(2, 2), None, _LR, momentum=0.0, nesterov=False),
+     "C-contiguous"),
+    (lambda: kernels.sgd_update(_f32(3), _f32(3), _f32(4), _LR, momentum=0.9, nesterov=False), "velocity"),
+    (lambda: kernels.sgd_update(_f32(3), np.zeros(3), None, _LR, momentum=0.0, nesterov=False), "grad"),
+    (lambda: kernels.sgd_update(_f32(3), _f32(3), None, _f32(1), momentum=0.0, nesterov=False), "scalars"),
+    (lambda: kernels.adam_update(_f32(3), _f32(3), _f32(3), _f32(3), np.zeros(3), np.zeros(2), beta_1=0.9,
+                                 beta_2=0.999, epsilon=1e-7, weight_decay=0.0), "vhat"),
+    (lambda: kernels.rmsprop_update(_f32(3), _f32(3), None, None, None, _LR, rho=0.9, momentum=0.0, epsilon=1e-7),
+     "velocity is None"),
+    (lambda: kernels.adagrad_update(_f32(4), _f32(4), _f32(4).T[::2], _LR, epsilon=1e-7), "accumulator"),
 ])
 def test_launchers_check_their_input_first(call, message):
     with pytest.raises(ValueError, match=message):
@@ -249,25 +261,30 @@ def test_bias_gradient_of_a_view_matches_the_reference_to_rounding(layout, dtype
     np.testing.assert_array_equal(got, first)  # no atomics: the same sums every time
 
 
-# Each case: update name, the states it keeps (None where the option is off), hyperparameters after them.
+# Each case: update name, the states it keeps (None where the option is off), the per-step scalars as a
+# function of the step (from 1), the static hyperparameters.
+def _adam_scalars(lr, beta_1, beta_2, weight_decay):
+    return lambda t: [lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t), lr * weight_decay]
+
+
 UPDATE_CASES = {
-    "sgd": ("sgd_update", [None], dict(lr=0.1, momentum=0.0, nesterov=False)),
-    "sgd-momentum": ("sgd_update", ["zeros"], dict(lr=0.1, momentum=0.9, nesterov=False)),
-    "sgd-nesterov": ("sgd_update", ["zeros"], dict(lr=0.1, momentum=0.9, nesterov=True)),
-    "adam": ("adam_update", ["zeros", "zeros", None],
-             dict(lr=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0)),
-    "adam-amsgrad": ("adam_update", ["zeros", "zeros", "zeros"],
-                     dict(lr=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None)),
-    "adamw-amsgrad": ("adam_update", ["zeros", "zeros", "zeros"],
-                      dict(lr=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.004)),
-    "rmsprop": ("rmsprop_update", ["zeros", None, None], dict(lr=0.01, rho=0.9, momentum=0.0, epsilon=1e-7)),
-    "rmsprop-centered": ("rmsprop_update", ["zeros", "zeros", None],
-                         dict(lr=0.01, rho=0.9, momentum=0.0, epsilon=1e-7)),
-    "rmsprop-momentum": ("rmsprop_update", ["zeros", None, "zeros"],
-                         dict(lr=0.01, rho=0.8, momentum=0.5, epsilon=1e-7)),
-    "rmsprop-centered-momentum": ("rmsprop_update", ["zeros", "zeros", "zeros"],
-                                  dict(lr=0.01, rho=0.9, momentum=0.9, epsilon=1e-7)),
-    "adagrad": ("adagrad_update", ["ones"], dict(lr=0.1, epsilon=1e-7)),
+    "sgd": ("sgd_update", [None], lambda t: [0.1], dict(momentum=0.0, nesterov=False)),
+    "sgd-momentum": ("sgd_update", ["zeros"], lambda t: [0.1 / t], dict(momentum=0.9, nesterov=False)),
+    "sgd-nesterov": ("sgd_update", ["zeros"], lambda t: [0.1], dict(momentum=0.9, nesterov=True)),
+    "adam": ("adam_update", ["zeros", "zeros", None], _adam_scalars(0.01, 0.9, 0.999, 0.0),
+             dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0)),
+    "adam-amsgrad": ("adam_update", ["zeros", "zeros", "zeros"], _adam_scalars(0.01, 0.9, 0.999, 0.0),
+                     dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0)),
+    "adamw-amsgrad": ("adam_update", ["zeros", "zeros", "zeros"], _adam_scalars(0.01, 0.8, 0.99, 0.004),
+                      dict(beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.004)),
+    "rmsprop": ("rmsprop_update", ["zeros", None, None], lambda t: [0.01], dict(rho=0.9, momentum=0.0, epsilon=1e-7)),
+    "rmsprop-centered": ("rmsprop_update", ["zeros", "zeros", None], lambda t: [0.01],
+                         dict(rho=0.9, momentum=0.0, epsilon=1e-7)),
+    "rmsprop-momentum": ("rmsprop_update", ["zeros", None, "zeros"], lambda t: [0.01],
+                         dict(rho=0.8, momentum=0.5, epsilon=1e-7)),
+    "rmsprop-centered-momentum": ("rmsprop_update", ["zeros", "zeros", "zeros"], lambda t: [0.01],
+                                  dict(rho=0.9, momentum=0.9, epsilon=1e-7)),
+    "adagrad": ("adagrad_update", ["ones"], lambda t: [0.1 * t], dict(epsilon=1e-7)),
 }
 STEP_SCALES = [1.0, 0.1, 2.0, 0.05]  # gradients shrink and grow, so amsgrad's max differs from v
 
@@ -277,9 +294,9 @@ STEP_SCALES = [1.0, 0.1, 2.0, 0.05]  # gradients shrink and grow, so amsgrad's m
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("case", sorted(UPDATE_CASES))
-def test_update_kernel_matches_the_backend_reference(case, dtype, size, layout, cupy, rng):
-    name, states, hyper = UPDATE_CASES[case]
-    reference = getattr(backend.NumpyBackend(), name)
+def test_update_kernel_matches_the_reference_update(case, dtype, size, layout, cupy, rng):
+    name, states, scalars_at, hyper = UPDATE_CASES[case]
+    reference = getattr(primitives, name).forward  # on host arrays: the xp reference
     fused = getattr(kernels, name)
     param = rng.normal(size=size).astype(dtype)
     host_states = [None if s is None else getattr(np, s)(size, dtype) for s in states]
@@ -288,9 +305,9 @@ def test_update_kernel_matches_the_backend_reference(case, dtype, size, layout, 
     for step, scale in enumerate(STEP_SCALES, start=1):
         grad = (scale * rng.normal(size=size)).astype(dtype)
         device_grad = _views(cupy, grad, layout)  # grad may be any layout; param and states not
-        extra = dict(hyper, step=step) if name == "adam_update" else hyper
-        reference(param, grad, *host_states, **extra)
-        fused(device_param, device_grad, *device_states, **extra)
+        scalars = np.array(scalars_at(step), np.float64)
+        reference(param, grad, *host_states, scalars, **hyper)
+        fused(device_param, device_grad, *device_states, cupy.asarray(scalars), **hyper)
         _same(device_param, param)
         for host_state, device_state in zip(host_states, device_states):
             if host_state is not None:

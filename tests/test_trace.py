@@ -37,7 +37,13 @@ def test_the_seed_training_step_prints_with_named_primitives_and_its_update():
     assert re.search(r"= sigmoid\(%\d+\)  # elementwise", text)
     assert re.search(r"= sigmoid_backward\(%\d+, %\d+\)  # elementwise", text)
     assert re.search(r"= reduce_mean\(%\d+, axis=None, keepdims=False\)  # reduction", text)
-    assert re.search(r"^  SGD\.apply_gradients\(%\d+, %\d+, %\d+, %\d+\)  # opaque$", text, re.MULTILINE)
+    # The optimizer's host work (schedule, step count) is one step; each variable's update one more,
+    # reading the step's learning rate from a device Variable rather than a frozen number.
+    assert re.search(r"^  SGD\.advance\(\)  # host$", text, re.MULTILINE)
+    updates = re.findall(r"^  sgd_update\((%\d+), (%\d+), None, (%\d+), momentum=0\.0, nesterov=False\)  # update$",
+                         text, re.MULTILINE)
+    assert len(updates) == 4 and len({scalars for _, _, scalars in updates}) == 1
+    assert f"  constant {updates[0][2]}: f64[1]  (Variable 'SGD/step_scalars')" in lines
     assert "(Variable 'kernel')" in text and lines[-1] == "  return %13"
     assert train_step.trace_text(x, y) == text  # the same signature's plan
 

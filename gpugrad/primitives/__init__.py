@@ -19,7 +19,10 @@ The modules, in import order (each imports only those above it):
 - reductions.py: reduce_sum, reduce_mean, reduce_max, reduce_min, reduce_prod (and the
   backward ops of the first two), and tile, whose VJP is a sum.
 - linalg.py: matmul.
-- cuda.py: the CUDA fast paths (the fused kernels, the bias gradient), registered on import.
+- updates.py: the optimizers' in-place updates (sgd_update, adam_update, rmsprop_update,
+  adagrad_update), reading their per-step values from device memory.
+- cuda.py: the CUDA fast paths (the fused kernels, the bias gradient, the fused updates),
+  registered on import.
 
 This package re-exports every public name of those modules, so `primitives.X` names them all.
 """
@@ -49,6 +52,9 @@ from .reductions import (  # noqa: F401  (re-exported)
 )
 from .linalg import (  # noqa: F401  (re-exported)
     matmul, matmul_vjp,
+)
+from .updates import (  # noqa: F401  (re-exported)
+    adagrad_update, adam_update, rmsprop_update, sgd_update,
 )
 from .cuda import (  # noqa: F401  (re-exported)
     reduce_sum_cuda,
