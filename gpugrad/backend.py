@@ -8,6 +8,7 @@ lazily, so importing gpugrad initializes no CUDA context.
 """
 import contextlib
 import os
+import sys
 import threading
 
 import numpy
@@ -41,9 +42,33 @@ def as_dtype(dtype):
 
 
 class Backend:
-    """One device family's array operations. Subclasses: NumpyBackend (cpu); a CuPy one for cuda."""
+    """One device family: its device names, its arrays and their operations. Subclasses
+    register with `register_backend`; NumpyBackend holds "cpu", CupyBackend "cuda:N".
 
+    Class attributes: `prefix`, the device name ("cpu") or the prefix of indexed names
+    ("cuda" for "cuda:0"); `indexed`, whether names carry an index; `dlpack_kind`, the
+    DLPack device type of its arrays (kDLCPU=1, kDLCUDA=2). Classmethods: `probe()` ->
+    (number of usable devices, why there are none), `array_type()` -> its array class once
+    probed (None before), `from_dlpack(obj)` -> an array sharing a DLPack producer's
+    memory. An instance serves one device (`index`) with its array module `xp`.
+    """
+
+    prefix = None
+    indexed = False
+    dlpack_kind = None
     xp = None
+
+    @classmethod
+    def probe(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def array_type(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def from_dlpack(cls, obj):
+        raise NotImplementedError
 
     def asarray(self, value, dtype=None):
         """An array of this backend holding `value` (copied), dtype inferred as TensorFlow does.
@@ -120,7 +145,24 @@ def exact_cast(array, dtype, what):
 
 
 class NumpyBackend(Backend):
+    prefix = "cpu"
+    dlpack_kind = 1
     xp = numpy
+
+    def __init__(self, index=0):
+        self.index = index
+
+    @classmethod
+    def probe(cls):
+        return 1, ""
+
+    @classmethod
+    def array_type(cls):
+        return numpy.ndarray
+
+    @classmethod
+    def from_dlpack(cls, obj):
+        return numpy.from_dlpack(obj)
 
     def asarray(self, value, dtype=None):
         if isinstance(value, numpy.ndarray) or isinstance(value, numpy.generic):
@@ -146,9 +188,26 @@ class CupyBackend(Backend):
     """Arrays of one CUDA device, as CuPy arrays. Values from the host go through the NumPy
     backend first (TensorFlow's dtype rules, the same errors)."""
 
-    def __init__(self, cupy, index):
-        self.xp = cupy
+    prefix = "cuda"
+    indexed = True
+    dlpack_kind = 2
+
+    def __init__(self, index):
+        _probe_cuda()
+        self.xp = _cupy
         self.index = index
+
+    @classmethod
+    def probe(cls):
+        return _probe_cuda()
+
+    @classmethod
+    def array_type(cls):
+        return None if _cupy is None else _cupy.ndarray
+
+    @classmethod
+    def from_dlpack(cls, obj):
+        return _cupy.from_dlpack(obj)
 
     def asarray(self, value, dtype=None):
         cupy = self.xp
@@ -182,11 +241,13 @@ def host_random(distribution, shape, a, b, dtype, seed):
 
 
 def xp_of(array):
-    """The array module (numpy or cupy) that owns `array`."""
+    """The array module (numpy, cupy, ...) of the backend that owns `array`."""
     if type(array) is numpy.ndarray or isinstance(array, numpy.generic):
         return numpy
-    if _cupy is not None and isinstance(array, _cupy.ndarray):
-        return _cupy
+    for backend in _REGISTRY.values():
+        kind = backend.array_type()
+        if kind is not None and isinstance(array, kind):
+            return sys.modules[kind.__module__.partition(".")[0]]
     raise TypeError(f"no gpugrad backend holds arrays of type {type(array).__name__}")
 
 
@@ -195,19 +256,21 @@ def is_cuda_array(array):
     return type(array) is not numpy.ndarray and _cupy is not None and isinstance(array, _cupy.ndarray)
 
 
-# The array test of each backend that a primitive can have its own implementation for
-# (op.impl): the reference forward serves every other array.
-_IMPLEMENTATION_BACKENDS = {"cuda": is_cuda_array}
-
-
 def with_device_path(device, reference, fast):
     """A forward that calls `fast(*arrays, **params)` when the first input is an array of the
     backend `device` names ("cuda"), and `reference` otherwise or when `fast` returns
-    NotImplemented (a dtype or layout its kernel does not take)."""
-    owns = _IMPLEMENTATION_BACKENDS.get(device)
-    if owns is None:
+    NotImplemented (a dtype or layout its kernel does not take). The reference serves the
+    backend whose arrays the forward is written for (NumPy's), so it takes no implementation."""
+    backend = _REGISTRY.get(device)
+    if backend is None or backend is NumpyBackend:
         raise ValueError(f"no backend {device!r} takes op implementations; known: "
-                         f"{', '.join(_IMPLEMENTATION_BACKENDS)}")
+                         f"{', '.join(p for p, b in _REGISTRY.items() if b is not NumpyBackend)}")
+    if backend is CupyBackend:
+        owns = is_cuda_array  # the hot path: one type test for NumPy arrays
+    else:
+        def owns(array):
+            kind = backend.array_type()
+            return kind is not None and isinstance(array, kind)
 
     def forward(*arrays, **params):
         if owns(arrays[0]):
@@ -261,34 +324,53 @@ def devices():
     return ["cpu"] + [f"cuda:{i}" for i in range(_probe_cuda()[0])]
 
 
+_REGISTRY = {}  # device prefix -> Backend subclass
+
+
+def register_backend(cls):
+    """Make the Backend subclass `cls` hold the devices its `prefix` names."""
+    if cls.prefix in _REGISTRY:
+        raise ValueError(f"a backend for device prefix {cls.prefix!r} is already registered")
+    _REGISTRY[cls.prefix] = cls
+    return cls
+
+
+register_backend(NumpyBackend)
+register_backend(CupyBackend)
+
+
+def _device_forms():
+    return ", ".join(f"'{p}', '{p}:N'" if b.indexed else f"'{p}'" for p, b in _REGISTRY.items())
+
+
 def canonical_device(name):
     """Validate a device name ("cpu", "cuda", "cuda:N") and return its canonical form
-    ("cpu", "cuda:N"); an unusable GPU is a RuntimeError saying why."""
+    ("cpu", "cuda:N"); an unusable device is a RuntimeError saying why."""
     if not isinstance(name, str):
         raise TypeError(f"a device is a string such as 'cpu' or 'cuda:0', got {name!r}")
-    if name == "cpu":
-        return "cpu"
-    if name == "cuda" or name.startswith("cuda:"):
-        index = name[5:] if name != "cuda" else "0"
-        if not index.isdigit():
-            raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
-        count, reason = _probe_cuda()
-        if int(index) >= count:
-            raise RuntimeError(f"device {name!r} is not available: "
-                               f"{reason or f'this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}'}")
-        return f"cuda:{int(index)}"
-    raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    prefix, colon, index = name.partition(":")
+    backend = _REGISTRY.get(prefix)
+    if backend is None or (colon and not (backend.indexed and index.isdigit())):
+        raise ValueError(f"unknown device {name!r}; expected {_device_forms()}")
+    if not backend.indexed:
+        return prefix
+    count, reason = backend.probe()
+    index = int(index or 0)
+    if index >= count:
+        raise RuntimeError(f"device {name!r} is not available: "
+                           f"{reason or f'this machine has {count} device(s), {prefix}:0 to {prefix}:{count - 1}'}")
+    return f"{prefix}:{index}"
 
 
-_BACKENDS = {"cpu": _NUMPY}
+_BACKENDS = {"cpu": _NUMPY}  # canonical device -> its Backend instance
 
 
 def backend_of(device):
     """The Backend that holds arrays for a canonical device string."""
     backend = _BACKENDS.get(device)
     if backend is None:
-        _probe_cuda()
-        backend = _BACKENDS[device] = CupyBackend(_cupy, int(device[5:]))
+        prefix, _, index = device.partition(":")
+        backend = _BACKENDS[device] = _REGISTRY[prefix](int(index or 0))
     return backend
 
 
@@ -345,15 +427,14 @@ def device(name):
 
 
 def device_of_dlpack(obj):
-    """The gpugrad device string of a DLPack producer (kDLCPU=1, kDLCUDA=2)."""
+    """The gpugrad device string of a DLPack producer, from its DLPack device type."""
     kind, index = obj.__dlpack_device__()
-    if kind == 1:
-        return "cpu"
-    if kind == 2:
-        return canonical_device(f"cuda:{index}")
+    for prefix, backend in _REGISTRY.items():
+        if backend.dlpack_kind == kind:
+            return canonical_device(f"{prefix}:{index}" if backend.indexed else prefix)
     raise ValueError(f"DLPack device type {kind} is not supported by gpugrad (cpu and cuda are)")
 
 
 def from_dlpack_array(obj, device):
     """The array of a DLPack producer on `device` (already checked), sharing memory (no copy)."""
-    return numpy.from_dlpack(obj) if device == "cpu" else _cupy.from_dlpack(obj)
+    return _REGISTRY[device.partition(":")[0]].from_dlpack(obj)

@@ -709,3 +709,12 @@ def test_random_unseeded_calls_differ():
     a = gg.random.normal([8])
     b = gg.random.normal([8])
     assert not np.array_equal(a.numpy(), b.numpy())
+
+
+def test_backends_register_by_device_prefix_and_a_prefix_only_once():
+    from gpugrad import backend
+    assert backend.backend_of("cpu").prefix == "cpu" and backend.CupyBackend.prefix == "cuda"
+    with pytest.raises(ValueError, match="prefix 'cpu' is already registered"):
+        backend.register_backend(backend.NumpyBackend)
+    with pytest.raises(ValueError, match=r"unknown device 'cpu:0'; expected 'cpu', 'cuda', 'cuda:N'"):
+        gg.constant(1.0, device="cpu:0")
