@@ -7,7 +7,7 @@ kernels on the large configuration against the measured device-to-device copy ba
 
 Configurations (hidden units, points, steps a round): seed (3, 300, 2000), wide (256,
 10,000, 200), large (64, 16,000,000, 5; memory bound). All implementations start from the
-same weights and are checked to agree after 20 steps first. Without a GPU it says why and
+same weights and are checked after 20 steps against a float64 run first. Without a GPU it says why and
 exits 0 (nothing to time).
 """
 import argparse
@@ -35,6 +35,14 @@ def cupy_factory(x, y, params):
     import cupy
     step, weights = numpy_step_factory(cupy.asarray(x), cupy.asarray(y), [cupy.asarray(p) for p in params], xp=cupy)
     return step, lambda: [cupy.asnumpy(w) for w in weights()]
+
+
+def float64_reference(x, y, params):
+    """The weights after 20 steps of the hand-written CuPy step in float64."""
+    step, weights = cupy_factory(x.astype(np.float64), y.astype(np.float64), [p.astype(np.float64) for p in params])
+    for _ in range(20):
+        step()
+    return weights()
 
 
 def torch_cuda_factory(x, y, params):
@@ -75,10 +83,13 @@ def run_config(name, hidden, points, steps, repeats, factories):
             built[impl] = step
         except Exception as error:  # torch.compile needs a working compiler toolchain
             print(f"  {impl}: unavailable here ({type(error).__name__}: {str(error).splitlines()[0][:100]})")
-    reference = finals["cupy (hand-written)"]
+    # The agreement check is against the same 20 steps in float64 (hand-written CuPy): at 16 M
+    # points a float32 implementation's summation order alone moves the final loss in the
+    # fourth digit, so no float32 implementation is the reference.
+    reference = float64_reference(x, y, params)
     for impl, weights in finals.items():
         for a, b in zip(weights, reference):
-            np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4, err_msg=f"{impl} disagrees with cupy")
+            np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4, err_msg=f"{impl} disagrees with float64")
     print(f"\n{name}: 1 -> {hidden} sigmoid -> 1, {points} points, float32, full-batch SGD, {steps} steps a round")
     times = {impl: gpu_time(step, steps, repeats) for impl, step in built.items()}
     base = times["cupy (hand-written)"]
@@ -99,6 +110,7 @@ def kernel_bandwidth(points, hidden, repeats):
     shape = (points, hidden)
     a, b, c = (rng.standard_normal(shape, dtype=cupy.float32) for _ in range(3))
     out = cupy.empty_like(a)
+    lr, adam_scalars = cupy.asarray([0.1]), cupy.asarray([1e-3, 0.0])  # the updates' per-step values
     nbytes = a.nbytes
     copy = gpu_time(lambda: cupy.copyto(out, a), 10, repeats)
     copy_bandwidth = 2 * nbytes / copy / 1e3  # GB/s: one read, one write
@@ -110,8 +122,9 @@ def kernel_bandwidth(points, hidden, repeats):
         "relu_backward": (lambda: kernels.launch("relu_backward", a, b), 3),
         "squared_difference_backward": (lambda: kernels.launch("squared_difference_backward", a, b, c), 4),
         "bias_gradient": (lambda: kernels.bias_gradient(a), 1),
-        "sgd_update (momentum)": (lambda: kernels.sgd_update(out, a, b, 0.1, 0.9, False), 5),
-        "adam_update": (lambda: kernels.adam_update(out, a, b, c, None, 1e-3, 0.9, 0.999, 1e-7, 10, 0.0), 7),
+        "sgd_update (momentum)": (lambda: kernels.sgd_update(out, a, b, lr, momentum=0.9, nesterov=False), 5),
+        "adam_update": (lambda: kernels.adam_update(out, a, b, c, None, adam_scalars, beta_1=0.9, beta_2=0.999,
+                                                    epsilon=1e-7, weight_decay=0.0), 7),
     }
     print(f"{'kernel':<30}{'us':>10}{'GB/s':>8}{'of copy':>9}")
     for label, (launch, arrays_moved) in cases.items():

@@ -13,7 +13,7 @@ configs=${1:-seed wide}
   python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
 } 2>&1 | tee "$out/env.log"
 echo "== tests (default device cuda:0)"
-timeout 300 python3 -m pytest -p no:benchmark -n 8 -o addopts="" -q -rfE tests \
+timeout 300 python3 -m pytest -n 8 -o addopts="" -q -rfE tests \
   >"$out/tests.log" 2>&1
 echo "tests rc=$?"; tail -n 30 "$out/tests.log"
 echo "== main example on cuda"
