@@ -5,7 +5,7 @@
 // where y <= 0 gives NaN and a negative dy gives -0, bit for bit as NumPy (and TensorFlow's ReluGrad);
 // exact, then a zero of its sign where that is below T's smallest normal number.
 
-#include "float64_rounding.cuh"  // widened() and flushed<T>(): the rounding rule
+#include "expressions.cuh"  // widened() and flushed<T>(): the rounding rule
 
 template <typename T>
 __global__ void relu_backward(T* dx, const T* dy, const T* y, long long n) {

@@ -4,7 +4,7 @@
 // rule: 2 * dy, then times x, in float64 for float and double alike, rounded once to T, and a zero of
 // its sign where that is below T's smallest normal number.
 
-#include "float64_rounding.cuh"  // widened() and flushed<T>(): the rounding rule
+#include "expressions.cuh"  // widened() and flushed<T>(): the rounding rule
 
 template <typename T>
 __global__ void square_backward(T* dx, const T* dy, const T* x, long long n) {

@@ -5,7 +5,7 @@
 // rounding rule: x - y, then 2 * dy times it, in float64 for float and double alike, rounded once to T,
 // and a zero of its sign where that is below T's smallest normal number.
 
-#include "float64_rounding.cuh"  // widened() and flushed<T>(): the rounding rule
+#include "expressions.cuh"  // widened() and flushed<T>(): the rounding rule
 
 template <typename T>
 __global__ void squared_difference_backward(T* dx, const T* dy, const T* x, const T* y, long long n) {

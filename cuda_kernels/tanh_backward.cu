@@ -4,7 +4,7 @@
 // (1 - y) * (1 + y), then dy times it, in float64 for float and double alike, rounded once to T, and
 // a zero of its sign where that is below T's smallest normal number.
 
-#include "float64_rounding.cuh"  // widened() and flushed<T>(): the rounding rule
+#include "expressions.cuh"  // widened() and flushed<T>(): the rounding rule
 
 template <typename T>
 __global__ void tanh_backward(T* dx, const T* dy, const T* y, long long n) {

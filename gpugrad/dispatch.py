@@ -5,7 +5,11 @@ forward, check the result, record it on this thread's tapes and capture).
 No numpy or cupy here: forwards get their array module from their inputs.
 """
 import functools
+import inspect
 import itertools
+import math
+import string
+from typing import Callable, NamedTuple
 
 from . import backend as _backend
 from .recording import THREAD as _THREAD, TracedNumber
@@ -37,6 +41,27 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False, kin
     `fast(*arrays, **params)` runs instead of the forward when the first input is a CuPy
     array, and returns NotImplemented to leave a case (a dtype, a layout) to the forward,
     which stays the reference it must match.
+
+    An elementwise primitive declares its scalar expression, which a step compiler fuses
+    into one generated CUDA kernel or lowers to NumPy ufunc calls writing preallocated
+    buffers, with `op.defexpr(c, numpy)` (or `@op.defexpr(c)` over the NumPy form)::
+
+        @gg.primitive(kind="elementwise")
+        def cube(x):
+            return x * x * x
+
+        @cube.defexpr("gg_multiply(gg_multiply(gg_cast<{T}>({0}), gg_cast<{T}>({0})), gg_cast<{T}>({0}))")
+        def cube_numpy(xp, out, x):       # writes `out`, bit for bit the forward's result
+            xp.multiply(x, x, out=out)
+            return xp.multiply(out, x, out=out)
+
+    `c` is a C++ expression of the result, with the placeholders {0}, {1}... for the inputs,
+    {name} for the keyword parameters, {T} for the result's C type and {U} for the inputs'
+    promoted C type; `numpy(xp, out, *inputs, **params)` fills `out`, an array of the
+    result's shape and dtype, with `out=` ufunc calls and returns it. Both must agree with
+    the forward: the full contract is `Expression`'s. `op.expression` holds the declared
+    Expression (None until one is). Every built-in elementwise primitive has one
+    (tests/test_expressions.py checks them all against their forwards).
 
     The op takes its inputs positionally (Tensors, Variables, Python scalars, or values
     `gg.constant` accepts) and static parameters (axis, shape...) as keyword arguments,
@@ -76,6 +101,7 @@ def primitive(forward=None, *, name=None, differentiable=True, linear=False, kin
         else:
             op = _make_op(function, key, differentiable, linear)
         op.kind = kind
+        op.expression = None  # an elementwise op's scalar expression: op.defexpr sets it
         REGISTRY[key] = op
         return op
 
@@ -158,10 +184,187 @@ def _make_op(forward, name, differentiable, linear):
         forward = op.forward = _backend.with_device_path(device, forward, fast)
         return fast
 
+    def defexpr(c, numpy=None):
+        """Declare this elementwise op's scalar expression, `Expression(c, numpy)`, as
+        `op.expression`: see Expression for the contract. As a decorator over the NumPy form:
+        `@op.defexpr(c)`. ValueError if `c` has a placeholder naming no input or keyword
+        parameter of the forward."""
+        if numpy is None:
+            return lambda numpy: defexpr(c, numpy)
+        op.expression = _expression(op, c, numpy)
+        return numpy  # so that it works as a decorator
+
     functools.update_wrapper(op, forward)
     op.name, op.forward, op.vjp = name, forward, None
     op.differentiable, op.linear, op.defvjp, op.impl = differentiable, linear, defvjp, impl
+    op.defexpr = defexpr
     return op
+
+
+# ---------------------------------------------------------------------------------------
+# Scalar expressions of elementwise primitives (op.defexpr)
+
+# The type placeholders of a C expression: the result's C type and the inputs' promoted one.
+TYPE_PLACEHOLDERS = ("T", "U")
+
+# C types of the dtypes an expression computes in, by (kind, itemsize); float16 has none.
+_C_TYPES = {("b", 1): "bool", ("i", 1): "signed char", ("u", 1): "unsigned char", ("i", 2): "short",
+            ("u", 2): "unsigned short", ("i", 4): "int", ("u", 4): "unsigned int", ("i", 8): "long long",
+            ("u", 8): "unsigned long long", ("f", 4): "float", ("f", 8): "double"}
+
+
+class Expression(NamedTuple):
+    """The scalar expression of an elementwise primitive, in C and in NumPy (`op.expression`,
+    set by `op.defexpr(c, numpy)`): what a step compiler needs to fuse a chain of elementwise
+    ops into one CUDA kernel, or to run it on the CPU as ufunc calls into preallocated
+    buffers.
+
+    `c`: a C++ expression (C++17, device and host) whose value, of the result's C type, is
+    the op's result for one element. Placeholders, substituted by `render`:
+
+    - {0}, {1}, ...: the inputs, by position (fewer than the forward's positional
+      parameters), each a parenthesized C expression of the input's own C type: an element
+      of an input array as loaded, or a weak Python scalar input as its C literal (below).
+      The expression converts them itself, as NumPy's promotion does, with gg_cast<{T}>({0})
+      rather than a C cast (see below).
+    - {name}: the keyword parameter `name` of the forward (keyword-only), as a C literal:
+      a bool as 1 or 0; an int as a long long literal (NNNLL, or NNNULL past int64's range);
+      a float as its exact hexadecimal literal (float.hex(): 0x1.8p+0), with gg_inf() and
+      gg_nan() for infinities and NaN; a dtype as its C type name (below).
+    - {T}: the C type of the result's dtype; {U}: the C type of the inputs' promoted dtype
+      (numpy.result_type of the inputs, weak scalars included), for comparisons.
+    C types: bool, signed char, short, int, long long, their unsigned types, float and
+    double. float16 has none: an expression never computes in it (a compiler leaves float16
+    to the forwards). The expression may call the helpers of cuda_kernels/expressions.cuh
+    (gg_cast<T>, gg_add, gg_multiply, gg_maximum, gg_less, flushed<T>, gg_sigmoid<T>...),
+    which give NumPy's semantics and the rounding rule of gpugrad/primitives/rounding.py
+    on the host and on a GPU alike, and compiles with that header alone. Arithmetic on
+    values that may be floats goes through those helpers, not C operators: CuPy compiles
+    every kernel with flush-to-zero, under which float operators and casts lose subnormals.
+    `{{` and `}}` are literal braces.
+
+    `numpy`: `numpy(xp, out, *inputs, **params)`, the same result computed with the array
+    module `xp` (numpy or cupy) into `out`, a preallocated array of the result's shape and
+    dtype that does not overlap the inputs, with ufuncs' `out=` arguments (and as few
+    temporaries as the computation allows); it returns `out`. The inputs are what the
+    forward gets: arrays that broadcast to out's shape, or weak Python scalars.
+
+    Agreement: the NumPy form equals the forward bit for bit (NaN where it gives NaN, zeros
+    of the same sign). The C form does too wherever the operations are correctly rounded
+    (IEEE arithmetic, sqrt, the rounding rule's float32 results); the math library's exp,
+    log, sin, pow... may differ from NumPy's by an ulp or two (tests/test_expressions.py
+    states the bounds).
+    """
+
+    c: str
+    numpy: Callable
+
+    def placeholders(self):
+        """The names of the placeholders of `c`, in order of appearance, without repeats."""
+        return tuple(dict.fromkeys(field for _, field, _, _ in string.Formatter().parse(self.c) if field is not None))
+
+    def render(self, inputs, params, *, result, common):
+        """`c` with its placeholders substituted: `inputs`, the C text of each input (an
+        array element or a scalar's `c_literal`); `params`, the keyword parameters (only
+        those the expression names are converted); `result` and `common`, the dtypes of the
+        result and of the promoted inputs (numpy dtypes)."""
+        fields = {}
+        for field in self.placeholders():
+            if field.isdigit():
+                if int(field) >= len(inputs):
+                    raise ValueError(f"expression {self.c!r} reads input {field}, but {len(inputs)} were given")
+            elif field in TYPE_PLACEHOLDERS:
+                fields[field] = c_type(result if field == "T" else common)
+            elif field in params:
+                fields[field] = c_literal(params[field])
+            else:
+                raise ValueError(f"expression {self.c!r} reads the keyword parameter {field!r}, which was not given")
+        return string.Formatter().vformat(self.c, [f"({text})" for text in inputs], fields)
+
+
+def c_type(dtype):
+    """The C type name of a numpy dtype (or scalar type) in an expression: 'float' for
+    float32, 'long long' for int64...; ValueError for one with no C type (float16, complex)."""
+    dtype = _backend.as_dtype(dtype)
+    ctype = _C_TYPES.get((dtype.kind, dtype.itemsize))
+    if ctype is None:
+        raise ValueError(f"dtype {dtype} has no C type in a scalar expression")
+    return ctype
+
+
+def c_literal(value):
+    """The C literal of a keyword parameter or scalar input in an expression (see
+    Expression): bools as 1/0, ints as long long, floats exactly in hexadecimal, dtypes as
+    their C type; TypeError for anything else (None, tuples, strings)."""
+    if isinstance(value, type) or (hasattr(value, "kind") and hasattr(value, "itemsize")):
+        return c_type(value)  # a dtype or a NumPy scalar type
+    kind = getattr(getattr(value, "dtype", None), "kind", None)  # NumPy scalars
+    if type(value) is bool or kind == "b":
+        return "1" if value else "0"
+    if isinstance(value, int) or kind in ("i", "u"):
+        value = int(value)
+        if value == -2**63:
+            return "(-9223372036854775807LL - 1)"
+        if -2**63 < value < 0:
+            return f"(-{-value}LL)"
+        if 0 <= value < 2**63:
+            return f"{value}LL"
+        if 2**63 <= value < 2**64:
+            return f"{value}ULL"
+        raise ValueError(f"the int {value} has no C literal: it is out of the range of 64-bit integers")
+    if isinstance(value, float) or kind == "f":
+        value = float(value)
+        if math.isnan(value):
+            return "gg_nan()"
+        if math.isinf(value):
+            return "gg_inf()" if value > 0 else "(-gg_inf())"
+        text = value.hex()
+        return f"({text})" if text.startswith("-") else text
+    raise TypeError(f"{value!r} ({type(value).__name__}) has no C literal; an expression's keyword parameters "
+                    f"are bools, ints, floats and dtypes")
+
+
+def _expression(op, c, numpy):
+    """Expression(c, numpy) for `op`, its placeholders checked against op's forward."""
+    if op.kind != "elementwise":
+        raise TypeError(f"primitive {op.name!r} is of kind {op.kind!r}; only elementwise primitives have a scalar "
+                        f"expression")
+    if not isinstance(c, str):
+        raise TypeError(f"defexpr of primitive {op.name!r}: the C expression must be a str, got {type(c).__name__}")
+    if not callable(numpy):
+        raise TypeError(f"defexpr of primitive {op.name!r}: the NumPy form must be a function "
+                        f"numpy(xp, out, *inputs, **params), got {type(numpy).__name__}")
+    try:
+        parsed = list(string.Formatter().parse(c))
+    except ValueError as error:
+        raise ValueError(f"defexpr of primitive {op.name!r}: malformed C expression {c!r}: {error}") from None
+    parameters = inspect.signature(op.__wrapped__).parameters.values()
+    kinds = [p.kind for p in parameters]
+    positional = sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+    any_positional = inspect.Parameter.VAR_POSITIONAL in kinds
+    keywords = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    any_keyword = inspect.Parameter.VAR_KEYWORD in kinds
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        bad = None
+        if spec or conversion:
+            bad = "takes no conversion or format spec"
+        elif field.isdigit():
+            if int(field) >= positional and not any_positional:
+                bad = f"names no input: the forward takes {positional} positional input{'s' * (positional != 1)}"
+        elif field in TYPE_PLACEHOLDERS:
+            if field in keywords:
+                bad = "is a type placeholder and also a keyword parameter of the forward"
+        elif not field.isidentifier():
+            bad = "is neither an input index, a keyword parameter nor T or U"
+        elif field not in keywords and not any_keyword:
+            bad = (f"names no keyword parameter of the forward (it has "
+                   f"{', '.join(sorted(keywords)) if keywords else 'none'})")
+        if bad:
+            text = "{" + field + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            raise ValueError(f"defexpr of primitive {op.name!r}: placeholder {text} {bad}")
+    return Expression(c, numpy)
 
 
 def _make_update_op(forward, name, writes):

@@ -1,6 +1,10 @@
 """Elementwise math: power, sqrt, exp, log, log1p, sin, cos, and the activations tanh,
 sigmoid, relu and softplus with their fused backward ops (tanh_, sigmoid_, relu_backward),
-which follow the rounding rule of rounding.py."""
+which follow the rounding rule of rounding.py.
+
+Each declares its scalar expression (op.defexpr, see dispatch.Expression) after its forward:
+the C form calls the helpers of cuda_kernels/expressions.cuh, the NumPy form fills `out`,
+sharing the forward's computation where the rounding rule makes that more than one ufunc."""
 import math
 
 from ..backend import xp_of
@@ -8,7 +12,7 @@ from ..dispatch import primitive
 from ..tensor import Tensor, Variable
 from ._common import _needs_grad, zeros_like
 from .arithmetic import negative, where
-from .rounding import _evaluate, _float_dtype, _result_dtype
+from .rounding import _evaluate, _evaluate_into, _float_dtype, _result_dtype
 
 
 # ---------------------------------------------------------------------------------------
@@ -17,6 +21,13 @@ from .rounding import _evaluate, _float_dtype, _result_dtype
 @primitive(kind="elementwise")
 def power(x, y):
     return x ** y
+
+
+# NumPy's power loop takes fast paths for a uniform exponent of -1, 0, 0.5, 1 or 2 (1/x, 1,
+# sqrt, x, x*x), and gg_power takes them by value; an array of exponents goes to pow in NumPy
+# whatever its values (there sqrt(-0) = -0 and pow(-0, 0.5) = +0 differ, as do sqrt(-inf) and
+# pow(-inf, 0.5)). The math library's pow and NumPy's SIMD one may differ by an ulp or two.
+power.defexpr("gg_power(gg_cast<{T}>({0}), gg_cast<{T}>({1}))", lambda xp, out, x, y: xp.power(x, y, out=out))
 
 
 @power.defvjp
@@ -38,6 +49,9 @@ def sqrt(x):
     return xp_of(x).sqrt(x)
 
 
+sqrt.defexpr("gg_sqrt(gg_cast<{T}>({0}))", lambda xp, out, x: xp.sqrt(x, out=out))
+
+
 @sqrt.defvjp
 def sqrt_vjp(g, out, x):  # d sqrt(x) = dx / (2 sqrt(x))
     return (g / (2 * out),)
@@ -46,6 +60,9 @@ def sqrt_vjp(g, out, x):  # d sqrt(x) = dx / (2 sqrt(x))
 @primitive(kind="elementwise")
 def exp(x):
     return xp_of(x).exp(x)
+
+
+exp.defexpr("gg_exp(gg_cast<{T}>({0}))", lambda xp, out, x: xp.exp(x, out=out))
 
 
 @exp.defvjp
@@ -58,6 +75,9 @@ def log(x):
     return xp_of(x).log(x)
 
 
+log.defexpr("gg_log(gg_cast<{T}>({0}))", lambda xp, out, x: xp.log(x, out=out))
+
+
 @log.defvjp
 def log_vjp(g, out, x):  # d log x = dx / x
     return (g / x,)
@@ -66,6 +86,9 @@ def log_vjp(g, out, x):  # d log x = dx / x
 @primitive(kind="elementwise")
 def log1p(x):
     return xp_of(x).log1p(x)
+
+
+log1p.defexpr("gg_log1p(gg_cast<{T}>({0}))", lambda xp, out, x: xp.log1p(x, out=out))
 
 
 @log1p.defvjp
@@ -78,6 +101,9 @@ def sin(x):
     return xp_of(x).sin(x)
 
 
+sin.defexpr("gg_sin(gg_cast<{T}>({0}))", lambda xp, out, x: xp.sin(x, out=out))
+
+
 @sin.defvjp
 def sin_vjp(g, out, x):  # d sin x = cos x dx
     return (g * cos(x),)
@@ -88,6 +114,9 @@ def cos(x):
     return xp_of(x).cos(x)
 
 
+cos.defexpr("gg_cos(gg_cast<{T}>({0}))", lambda xp, out, x: xp.cos(x, out=out))
+
+
 @cos.defvjp
 def cos_vjp(g, out, x):  # d cos x = -sin x dx
     return (negative(g) * sin(x),)
@@ -96,6 +125,10 @@ def cos_vjp(g, out, x):  # d cos x = -sin x dx
 @primitive(kind="elementwise")
 def tanh(x):
     return _evaluate(_tanh_in_float64, _float_dtype(x), (x,), buffers=1)
+
+
+tanh.defexpr("gg_tanh_rounded<{T}>({0})",
+             lambda xp, out, x: _evaluate_into(out, _tanh_in_float64, (x,), buffers=1))
 
 
 def _tanh_in_float64(out, t, x):
@@ -111,6 +144,10 @@ def tanh_vjp(g, out, x):  # d tanh x = (1 - tanh^2 x) dx
 @primitive(kind="elementwise")
 def tanh_backward(dy, y):
     return _evaluate(_tanh_backward_in_float64, _result_dtype(dy, y), (dy, y), buffers=2)
+
+
+tanh_backward.defexpr("gg_tanh_backward<{T}>({0}, {1})",
+                      lambda xp, out, dy, y: _evaluate_into(out, _tanh_backward_in_float64, (dy, y), buffers=2))
 
 
 def _tanh_backward_in_float64(out, t, u, dy, y):
@@ -145,6 +182,10 @@ def _saturation(dtype):
 def sigmoid(x):
     dtype = _float_dtype(x)
     return _evaluate(_sigmoid_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
+
+
+sigmoid.defexpr("gg_sigmoid<{T}>({0})", lambda xp, out, x: _evaluate_into(
+    out, _sigmoid_in_float64, (x, *_saturation(out.dtype)), buffers=2, nonnegative=True))
 
 
 def _clipped(out, t, x, bound, flushed_below):
@@ -182,6 +223,10 @@ def sigmoid_backward(dy, y):
     return _evaluate(_sigmoid_backward_in_float64, _result_dtype(dy, y), (dy, y), buffers=2)
 
 
+sigmoid_backward.defexpr("gg_sigmoid_backward<{T}>({0}, {1})",
+                         lambda xp, out, dy, y: _evaluate_into(out, _sigmoid_backward_in_float64, (dy, y), buffers=2))
+
+
 def _sigmoid_backward_in_float64(out, t, u, dy, y):
     # (1 - y) y, then times dy: from float32 or float16 inputs only that last product rounds.
     xp = xp_of(t)
@@ -199,7 +244,15 @@ def sigmoid_backward_vjp(g, out, dy, y):  # d[dy y (1-y)] = y (1-y) d(dy) + dy (
 
 @primitive(kind="elementwise")
 def relu(x):
-    return _evaluate(lambda out, x: xp_of(out).maximum(x, 0, out=out), _result_dtype(x, 0), (x,), nonnegative=True)
+    return _evaluate(_relu_into, _result_dtype(x, 0), (x,), nonnegative=True)
+
+
+def _relu_into(out, x):
+    return xp_of(out).maximum(x, 0, out=out)
+
+
+relu.defexpr("gg_relu(gg_cast<{T}>({0}))",
+             lambda xp, out, x: _evaluate_into(out, _relu_into, (x,), nonnegative=True))
 
 
 @relu.defvjp
@@ -209,7 +262,15 @@ def relu_vjp(g, out, x):  # d relu(x) = [x > 0] dx
 
 @primitive(kind="elementwise")
 def relu_backward(dy, y):
-    return _evaluate(lambda out, dy, y: xp_of(out).multiply(dy, y > 0, out=out), _result_dtype(dy, y), (dy, y))
+    return _evaluate(_relu_backward_into, _result_dtype(dy, y), (dy, y))
+
+
+def _relu_backward_into(out, dy, y):
+    return xp_of(out).multiply(dy, y > 0, out=out)
+
+
+relu_backward.defexpr("gg_relu_backward(gg_cast<{T}>({0}), {1})",
+                      lambda xp, out, dy, y: _evaluate_into(out, _relu_backward_into, (dy, y)))
 
 
 @relu_backward.defvjp
@@ -221,6 +282,10 @@ def relu_backward_vjp(g, out, dy, y):  # d[dy [y>0]] = [y>0] d(dy); the mask has
 def softplus(x):
     dtype = _float_dtype(x)
     return _evaluate(_softplus_in_float64, dtype, (x, *_saturation(dtype)), buffers=2, nonnegative=True)
+
+
+softplus.defexpr("gg_softplus<{T}>({0})", lambda xp, out, x: _evaluate_into(
+    out, _softplus_in_float64, (x, *_saturation(out.dtype)), buffers=2, nonnegative=True))
 
 
 def _softplus_in_float64(out, t, u, x, bound, flushed_below):

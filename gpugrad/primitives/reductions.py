@@ -75,6 +75,9 @@ def reduce_mean_vjp(g, out, x, *, axis, keepdims):  # every element gets g / cou
     return (reduce_mean_backward(g, axis=axis, keepdims=keepdims, shape=x.shape),)
 
 
+# No scalar expression (its op.expression stays None): dy is reshaped to the reduction's kept
+# shape before it broadcasts, which is not NumPy broadcasting of the input as given, and its
+# divisor comes from the shape and axis tuples, which no C literal carries.
 @primitive(linear=True, kind="elementwise")
 def reduce_mean_backward(dy, *, axis, keepdims, shape):
     return _unreduce(dy / _count(shape, axis), axis, keepdims, shape)

@@ -1,6 +1,7 @@
 """The rounding rule of the activations and the fused backward ops (written below), and the
-helpers that apply it: `_flushed`, `_evaluate` (blockwise float64 evaluation, rounded once),
-and the result dtypes `_float_dtype` and `_result_dtype`."""
+helpers that apply it: `_flushed`, `_evaluate` and `_evaluate_into` (blockwise float64
+evaluation, rounded once, into a new array or a given one), and the result dtypes
+`_float_dtype` and `_result_dtype`."""
 from ..backend import is_cuda_array, xp_of
 
 
@@ -25,7 +26,8 @@ from ..backend import is_cuda_array, xp_of
 #   path, which ends at |x| = 1021 ln 2 ~ 707.7 and before subnormal results (past them it
 #   is 10 to 100 times slower).
 #
-# The CUDA kernels of the fused ops compute the same float64 operations in the same order.
+# The CUDA kernels of the fused ops, and the C expressions of all these primitives (helpers in
+# cuda_kernels/expressions.cuh), compute the same float64 operations in the same order.
 
 _TINY = {}  # per float dtype that flushes (float32, float64): its smallest normal number
 
@@ -52,19 +54,28 @@ def _flushed(out, nonnegative=False, keep=None):
 
 
 def _evaluate(compute, dtype, args, buffers=0, nonnegative=False):
-    """The rule's result, of dtype `dtype`, of `compute(out, *work, *args)`.
-
-    `out` and the `buffers` float64 work arrays have the broadcast shape of the array args;
-    `compute` may use `out` as scratch and returns the one of them that holds the result,
-    float64 values (rounded into `out` here) or values of `dtype` that need no rounding. On
-    the CPU a large result is computed by blocks of leading-axis rows: the args that span
-    that axis are sliced, the others (and Python scalars) broadcast against each block."""
+    """The rule's result, of dtype `dtype`, of `compute(out, *work, *args)`: a new array of
+    the broadcast shape of the array args, filled by `_evaluate_into`."""
     arrays = [a for a in args if hasattr(a, "shape")]
     xp = xp_of(arrays[0])
     shape = arrays[0].shape
     if any(a.shape != shape for a in arrays):
         shape = xp.broadcast(*arrays).shape
-    out = xp.empty(shape, dtype)
+    return _evaluate_into(xp.empty(shape, dtype), compute, args, buffers, nonnegative)
+
+
+def _evaluate_into(out, compute, args, buffers=0, nonnegative=False):
+    """`out`, filled with the rule's result of `compute(out, *work, *args)`, and returned: the
+    forwards of the rule's primitives and their NumPy expressions (op.expression.numpy) share it.
+
+    `out` has the broadcast shape of the array args and does not overlap them; the `buffers`
+    float64 work arrays have its shape. `compute` may use `out` as scratch and returns the one
+    of them that holds the result, float64 values (rounded into `out` here) or values of out's
+    dtype that need no rounding. On the CPU a large result is computed by blocks of leading-axis
+    rows, in work arrays of a block allocated once per call: the args that span that axis are
+    sliced, the others (and Python scalars) broadcast against each block."""
+    xp = xp_of(out)
+    shape = out.shape
     if out.size <= _BLOCK or is_cuda_array(out):
         result = compute(out, *[xp.empty(shape, xp.float64) for _ in range(buffers)], *args)
         if result is not out:
