@@ -1,14 +1,16 @@
-"""GPU benchmarks: the seed training step on CUDA for gpugrad against hand-written CuPy and
-PyTorch CUDA eager (and torch.compile when it works here), in one process, timed with CUDA
-events after warm-up (median of repeats); then the achieved memory bandwidth of the fused
-kernels on the large configuration against the measured device-to-device copy bandwidth.
+"""GPU benchmarks: the seed training step on CUDA for gpugrad (eager, gg.function's plain
+replay, and compiled: one CUDA graph a step) against hand-written CuPy, PyTorch CUDA eager,
+PyTorch's step captured as a CUDA graph (and torch.compile when it works here), in one
+process, timed with CUDA events after warm-up (median of repeats); then the achieved memory
+bandwidth of the fused kernels on the large configuration against the measured
+device-to-device copy bandwidth.
 
     python bench/bench_gpu.py [--config seed|wide|large|all] [--repeats 7] [--skip-kernels]
 
 Configurations (hidden units, points, steps a round): seed (3, 300, 2000), wide (256,
 10,000, 200), large (64, 16,000,000, 5; memory bound). All implementations start from the
-same weights and are checked after 20 steps against a float64 run first. Without a GPU it says why and
-exits 0 (nothing to time).
+same weights and are checked after 20 steps against a float64 run first. Without a GPU
+it says why and exits 0 (nothing to time).
 """
 import argparse
 import statistics
@@ -17,7 +19,7 @@ import sys
 import numpy as np
 
 import gpugrad as gg
-from bench_training import (gpugrad_eager_factory, gpugrad_function_factory, make_problem, numpy_step_factory,
+from bench_training import (LR, gpugrad_eager_factory, gpugrad_function_factory, make_problem, numpy_step_factory,
                             torch_step_factory)
 
 CONFIGS = {"seed": (3, 300, 2000), "wide": (256, 10_000, 200), "large": (64, 16_000_000, 5)}
@@ -29,6 +31,12 @@ def on_device(factory):
         with gg.device("cuda"):
             return factory(x, y, params)
     return build
+
+
+def plain_function_factory(x, y, params):
+    """gg.function without the compiler: the plain replay, one launch per array call."""
+    step, weights = gpugrad_eager_factory(x, y, params)
+    return gg.function(step, compile=False), weights
 
 
 def cupy_factory(x, y, params):
@@ -47,6 +55,44 @@ def float64_reference(x, y, params):
 
 def torch_cuda_factory(x, y, params):
     return torch_step_factory(x, y, params, device="cuda")
+
+
+def torch_graph_factory(x, y, params):
+    """PyTorch's whole eager step (forward, backward, SGD) captured with torch.cuda.graph;
+    the warm-up steps that capture needs are undone before the first timed step."""
+    import torch
+    xs, ys = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+    variables = [torch.tensor(p, requires_grad=True, device="cuda") for p in params]
+    w1, b1, w2, b2 = variables
+    optimizer = torch.optim.SGD(variables, lr=LR)
+
+    def forward_backward_update():
+        hidden = torch.sigmoid(xs @ w1 + b1)
+        loss = torch.mean(torch.sum(torch.square(ys - (hidden @ w2 + b2)), dim=1))
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            forward_backward_update()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for variable, initial in zip(variables, params):
+            variable.copy_(torch.from_numpy(initial))
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = forward_backward_update()
+
+    def step():
+        graph.replay()
+        return static_loss
+
+    return step, lambda: [v.detach().cpu().numpy() for v in variables]
 
 
 def torch_compile_factory(x, y, params):
@@ -96,9 +142,9 @@ def run_config(name, hidden, points, steps, repeats, factories):
     print(f"{'implementation':<26}{'us/step':>12}{'vs cupy':>9}")
     for impl, micros in times.items():
         print(f"{impl:<26}{micros:>12.1f}{micros / base:>8.2f}x")
-    if "pytorch cuda eager" in times:
-        print(f"gpugrad gg.function / pytorch cuda eager: "
-              f"{times['gpugrad gg.function'] / times['pytorch cuda eager']:.2f}x")
+    for other in ("pytorch cuda eager", "pytorch cuda graph"):
+        if other in times and "gpugrad compiled" in times:
+            print(f"gpugrad compiled / {other}: {times['gpugrad compiled'] / times[other]:.2f}x")
 
 
 def kernel_bandwidth(points, hidden, repeats):
@@ -139,6 +185,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, help="steps a round (default: per configuration)")
     parser.add_argument("--skip-kernels", action="store_true", help="no bandwidth table")
+    parser.add_argument("--skip-torch-compile", action="store_true", help="no torch.compile row (it compiles slowly)")
     args = parser.parse_args()
     if not any(d.startswith("cuda") for d in gg.devices()):
         try:
@@ -148,12 +195,15 @@ def main():
         return 0
     import cupy
     factories = {"cupy (hand-written)": cupy_factory, "gpugrad eager": on_device(gpugrad_eager_factory),
-                 "gpugrad gg.function": on_device(gpugrad_function_factory)}
+                 "gpugrad gg.function": on_device(plain_function_factory),
+                 "gpugrad compiled": on_device(gpugrad_function_factory)}
     try:
         import torch
         if torch.cuda.is_available():
             factories["pytorch cuda eager"] = torch_cuda_factory
-            factories["pytorch torch.compile"] = torch_compile_factory
+            factories["pytorch cuda graph"] = torch_graph_factory
+            if not args.skip_torch_compile:
+                factories["pytorch torch.compile"] = torch_compile_factory
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"

@@ -10,6 +10,7 @@ import warnings
 import weakref
 
 from . import dispatch as _dispatch
+from . import graphs as _graphs
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
 from .trace import SCALARS as _SCALARS, Trace
@@ -19,18 +20,31 @@ MAX_PLANS = 32        # plans kept per function; the oldest goes first
 RETRACE_WARNING = 8   # signatures captured by one function before it warns about retracing
 
 
-def _plan(trace, result):
+def _plan(trace, result, compiled):
     """The replay function of a sealed trace: the recorded calls, then `result`'s structure
-    rebuilt with a fresh Tensor wherever it held a computed one. The trace rides along as
-    the function's `trace` attribute, for `Function.trace_text`."""
+    rebuilt with a fresh Tensor wherever it held a computed one. On CUDA, with `compiled`,
+    the calls are one CUDA graph (graphs.py) where the step allows it. The trace rides along
+    as the function's `trace` attribute, for `Function.trace_text`, and the graph replay (or
+    None) as `graph`, for `Function.explain`."""
     rebuild = _rebuilder(trace, result)
-    replay = _compile(trace.steps, trace.arg_slots, trace.output_slots, trace.constants())
+    constants = trace.constants()
+    replay = _compile(trace.steps, trace.arg_slots, trace.output_slots, constants)
+    graph = None
+    reason = _graphs.unsupported(trace) if compiled else "the compiler is off (gg.function(compile=False))"
+    if reason is None:
+        host = [step for step in trace.steps if step.kind == "host"]
+        device = [step for step in trace.steps if step.kind != "host"]
+        written = tuple({id(v): v for step in trace.steps if step.kind == "update" for v in step.fn.written}.values())
+        replay = graph = _graphs.GraphReplay(_compile(host, [], [], constants),
+                                             _compile(device, trace.arg_slots, trace.output_slots, constants),
+                                             replay, written)
     trace.seal()
+    trace.lowering = reason
 
     def plan(inputs):
         return rebuild(replay(*inputs))
 
-    plan.trace = trace
+    plan.trace, plan.graph = trace, graph
     return plan
 
 
@@ -183,8 +197,9 @@ def _plain(value):
 class Function:
     """The callable gg.function returns; see gg.function."""
 
-    def __init__(self, fn, static_argnums=(), static_argnames=()):
+    def __init__(self, fn, static_argnums=(), static_argnames=(), compile=True):
         self._fn = fn
+        self._compiled = bool(compile)
         self._static_argnums = frozenset(_as_tuple(static_argnums))
         self._static_argnames = frozenset(_as_tuple(static_argnames))
         self._plans = {}
@@ -233,6 +248,23 @@ class Function:
             raise LookupError(f"gg.function({getattr(self._fn, '__name__', self._fn)!r}) runs these calls "
                               f"eagerly, with no trace: {plan}")
         return plan.trace.text()
+
+    def explain(self, *args, **kwargs):
+        """What the plan for these arguments' signature (or, with none, the newest plan)
+        became, as text: its trace, how many array calls and host steps one call makes, and
+        how it runs: one CUDA graph launch per call, or the plain replay and why (on the
+        CPU, with compile=False, or what kept the step from being a graph)."""
+        text = self.trace_text(*args, **kwargs)
+        key = self._signature(args, kwargs)[0] if args or kwargs else self._latest
+        plan = self._plans[key]
+        steps = plan.trace.steps
+        host = sum(step.kind == "host" for step in steps)
+        if plan.graph is not None:
+            how = plan.graph.status
+        else:
+            how = f"plain replay: {plan.trace.lowering}"
+        return (f"{text}\n{len(steps) - host} array calls and {host} host steps a call\n"
+                f"lowering: {how}")
 
     def _signature(self, args, kwargs, on_death=None, wheres=None):
         """(key, args, kwargs, runtime inputs): the key holds the tree structure, the shape,
@@ -285,7 +317,7 @@ class Function:
         with self._lock:
             while len(self._plans) >= MAX_PLANS:
                 del self._plans[next(iter(self._plans))]
-            self._plans[key] = _plan(capture, result) if capture.reason is None else capture.reason
+            self._plans[key] = _plan(capture, result, self._compiled) if capture.reason is None else capture.reason
             self._latest = key
             self._captures += 1
             retracing = self._captures >= RETRACE_WARNING and not self._warned
@@ -328,10 +360,16 @@ def _hashable(value, where):
     return value
 
 
-def function(fn=None, *, static_argnums=(), static_argnames=()):
+def function(fn=None, *, static_argnums=(), static_argnames=(), compile=True):
     """Decorate a step function so that later calls replay the array calls of the first.
 
     Use as `@gg.function` or `@gg.function(static_argnums=..., static_argnames=...)`.
+
+    On CUDA, a step whose arguments are all tensors is compiled into one CUDA graph: its
+    first replay captures it, and each later call is one graph launch (see `explain()`
+    for what a plan became, and why a step stayed a plain replay). `compile=False`, or
+    the environment variable GPUGRAD_COMPILE=0, keeps the plain replay.
+
 
     The first call with a given signature runs `fn` eagerly and records every primitive
     call it makes, the backward passes of tapes inside it, Variable assignments and
@@ -365,5 +403,5 @@ def function(fn=None, *, static_argnums=(), static_argnames=()):
     Recording state is per thread: a capture sees only its own thread's ops.
     """
     if fn is None:
-        return lambda fn: Function(fn, static_argnums, static_argnames)
-    return Function(fn, static_argnums, static_argnames)
+        return lambda fn: Function(fn, static_argnums, static_argnames, compile)
+    return Function(fn, static_argnums, static_argnames, compile)

@@ -116,6 +116,7 @@ class Trace:
             forward(*arrays, **params)
             for variable in written:
                 variable.written()
+        run.written = written  # for a lowering that runs the forward elsewhere (a CUDA graph)
         self.steps.append(Step(op.name, "update", run, params, tuple(slots), None, True))
 
     def call(self, fn, *arrays, name, kind):

@@ -1,0 +1,126 @@
+"""One CUDA graph per compiled step: a gg.function plan on CUDA, captured once and then
+launched as one graph per call.
+
+A replay of a step on CUDA makes one kernel launch per array operation, and on a small
+model each launch's host cost (10 to 15 microseconds) is the whole step. A CUDA graph
+records the launches once and replays them with one call. The plan's first replay does
+the step for real on a side stream (a warm-up that also fills a memory pool private to
+the graph, compiles every kernel and initialises cuBLAS), then captures the same calls;
+later calls launch the graph on the current stream.
+
+What makes that correct:
+- Arguments are copied into buffers the graph reads (skipped when a call passes the very
+  same array again: gpugrad never writes a tensor in place). Variables and constants are
+  read where they live, so assignments between calls are seen.
+- Host steps (an optimizer's schedule and step count) run before each launch and write
+  the step's values into device memory that the update kernels read.
+- Matrix products go through gpugrad's own cuBLAS handle (cublas.py), which captures.
+- Every intermediate lives in the private pool, which no other allocation can take.
+- Results are copied out, so a returned tensor keeps its value after the next call.
+- Variables written by the step are marked written after each launch, as eager updates do.
+
+A step that cannot be a graph (a Python-number argument, a host step reading device
+values, a Variable assigned in the step, a call that synchronises during capture) runs
+the plain replay instead; `reason` says why, and gg.function's `explain()` prints it.
+"""
+import os
+
+from . import backend as _backend
+from . import cublas as _cublas
+
+
+def unsupported(trace):
+    """Why the traced step cannot be one CUDA graph, or None when it can (the trace still
+    holds the values seen at capture)."""
+    if os.environ.get("GPUGRAD_COMPILE", "1") == "0":
+        return "the compiler is off (GPUGRAD_COMPILE=0)"
+    values = trace.values
+    arrays = [v for v in values if hasattr(v, "dtype") and hasattr(v, "shape")]
+    if not any(_backend.is_cuda_array(v) for v in arrays):
+        return "the step runs on the CPU"
+    for slot in trace.arg_slots:
+        if not _backend.is_cuda_array(values[slot]):
+            return (f"{trace.labels[slot]} is a Python number or a host array, which would reach the kernels as a "
+                    f"value fixed at capture")
+    for slot in trace.output_slots:
+        if not _backend.is_cuda_array(values[slot]):
+            return "the step returns a Python number argument"
+    for step in trace.steps:
+        if step.kind == "host" and step.inputs:
+            return f"its host step {step.name} reads values computed on the device"
+        if step.kind == "update" and not hasattr(step.fn, "written"):
+            return f"{step.name} writes a Variable outside an update primitive"
+    return None
+
+
+class GraphReplay:
+    """A plan's replay as one CUDA graph launch per call (see the module docstring).
+
+    `host()` runs the host steps, `device(*args)` every other step and returns the
+    outputs, `fallback(*args)` the whole plain replay; `written` are the Variables the
+    step's updates write."""
+
+    def __init__(self, host, device, fallback, written):
+        self._host, self._device, self._fallback, self._written = host, device, fallback, written
+        self.reason = None   # why the step is not a graph, once a capture failed
+        self._graph = None
+
+    @property
+    def status(self):
+        if self._graph is not None:
+            return "one CUDA graph launch per call"
+        if self.reason is not None:
+            return f"plain replay: {self.reason}"
+        return "one CUDA graph launch per call, captured at the next call"
+
+    def __call__(self, *inputs):
+        graph = self._graph
+        if graph is None:
+            if self.reason is not None:
+                return self._fallback(*inputs)
+            return self._warm_up_and_capture(inputs)
+        cupy = self._cupy
+        sources, static = self._sources, self._static
+        for index, array in enumerate(inputs):
+            if array is not sources[index]:
+                cupy.copyto(static[index], array)
+                sources[index] = array
+        self._host()
+        graph.launch(stream=cupy.cuda.get_current_stream())
+        for variable in self._written:
+            variable.written()
+        return tuple(out.copy() for out in self._outputs)
+
+    def _warm_up_and_capture(self, inputs):
+        cupy = self._cupy = _backend._cupy
+        try:
+            stream = cupy.cuda.Stream(non_blocking=True)
+            route = _cublas.Route(stream)
+        except Exception as error:  # no cuBLAS to load here: nothing of the step ran yet
+            self.reason = f"no capture-safe cuBLAS ({type(error).__name__}: {error})"
+            return self._fallback(*inputs)
+        pool = cupy.cuda.MemoryPool()
+        current = cupy.cuda.get_current_stream()
+        static = [cupy.empty_like(array) for array in inputs]
+        for buffer, array in zip(static, inputs):
+            cupy.copyto(buffer, array)
+        self._host()
+        stream.wait_event(current.record())
+        with cupy.cuda.using_allocator(pool.malloc), stream, route:
+            outputs = self._device(*static)  # this call's step, for real
+        current.wait_event(stream.record())
+        result = tuple(out.copy() for out in outputs)
+        del outputs
+        try:
+            with cupy.cuda.using_allocator(pool.malloc), stream, route:
+                stream.begin_capture()
+                try:
+                    captured = self._device(*static)
+                finally:
+                    graph = stream.end_capture()
+        except Exception as error:  # a call that synchronises or cannot be captured
+            self.reason = f"capture failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+            return result
+        self._graph, self._outputs, self._static, self._sources = graph, captured, static, list(inputs)
+        self._pool, self._stream, self._route = pool, stream, route  # alive as long as the graph
+        return result
