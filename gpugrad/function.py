@@ -11,10 +11,12 @@ import weakref
 
 from . import dispatch as _dispatch
 from . import graphs as _graphs
+from . import structure as _structure
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
 from .trace import SCALARS as _SCALARS, Trace
 
+_LEAF = _structure.LEAF
 _NUMBERS = (int, float, complex)  # runtime values of a replay; bool, str and None are static
 MAX_PLANS = 32        # plans kept per function; the oldest goes first
 RETRACE_WARNING = 8   # signatures captured by one function before it warns about retracing
@@ -51,22 +53,21 @@ def _plan(trace, result, compiled):
 def _rebuilder(trace, result):
     """A function of the replayed output values that builds a result shaped like `result`
     (tuples, lists, namedtuples, dicts); it holds none of the capture's computed values."""
-    if type(result) is Tensor and trace.is_computed(result._data):
-        index, device = len(trace.output_slots), result._device
-        trace.output(result._data)
+    leaves, treedef = _structure.flatten(result)
+    parts = [_leaf_rebuilder(trace, leaf) for leaf in leaves]
+    return _structure.builder(treedef, parts)
+
+
+def _leaf_rebuilder(trace, leaf):
+    if type(leaf) is Tensor and trace.is_computed(leaf._data):
+        index, device = len(trace.output_slots), leaf._device
+        trace.output(leaf._data)
         return lambda outputs: Tensor(outputs[index], device)
-    if type(result) is TracedNumber:  # an argument returned as it came: this call's number
+    if type(leaf) is TracedNumber:  # an argument returned as it came: this call's number
         index = len(trace.output_slots)
-        trace.output(result)
+        trace.output(leaf)
         return lambda outputs: outputs[index]
-    if isinstance(result, (list, tuple)):
-        parts = [_rebuilder(trace, item) for item in result]
-        make = type(result)._make if hasattr(result, "_fields") else type(result)
-        return lambda outputs: make([part(outputs) for part in parts])
-    if isinstance(result, dict):
-        parts = {key: _rebuilder(trace, item) for key, item in result.items()}
-        return lambda outputs: {key: part(outputs) for key, part in parts.items()}
-    return lambda outputs: result  # Variables, constants and Python values come back as they are
+    return lambda outputs: leaf  # Variables, constants and Python values come back as they are
 
 
 def _compile(steps, arg_slots, output_slots, constants):
@@ -129,69 +130,45 @@ class _Same:
         return obj is not None and obj is other._ref()
 
 
-def _flatten(value, where, key, leaves, on_death, wheres):
-    """Append `value`'s signature to `key` and its runtime inputs (Tensors, Python numbers)
-    to `leaves` (and, unless `wheres` is None, their places, as "argument 0[1]", to
-    `wheres`), walking lists, tuples, namedtuples and dicts; returns `value` with arrays
-    made Tensors. `where` names `value`'s place (None when `wheres` is None)."""
-    kind = type(value)
-    if kind is Tensor:
-        key.append((value._data.shape, value._data.dtype, value._device))
-        leaves.append(value)
-        if wheres is not None:
-            wheres.append(where)
-    elif kind in _NUMBERS:
-        key.append(kind)
-        leaves.append(value)
-        if wheres is not None:
-            wheres.append(where)
-    elif kind in _SCALARS:
-        key.append((kind, value))
-    elif kind is not Variable and hasattr(value, "__array__") and not isinstance(value, (list, tuple, dict)):
-        return _flatten(constant(value), where, key, leaves, on_death, wheres)
-    elif isinstance(value, (list, tuple)):
-        key.append((kind, len(value)))
-        items = [_flatten(item, where and f"{where}[{i}]", key, leaves, on_death, wheres)
-                 for i, item in enumerate(value)]
-        if any(new is not old for new, old in zip(items, value)):
-            value = kind._make(items) if hasattr(value, "_fields") else kind(items)
-    elif isinstance(value, dict):
-        key.append((kind, tuple(value)))
-        items = {k: _flatten(item, where and f"{where}[{k!r}]", key, leaves, on_death, wheres)
-                 for k, item in value.items()}
-        if any(items[k] is not value[k] for k in value):
-            value = dict(items) if kind is dict else kind(items)
-    else:
-        key.append(_Same(value, on_death))
-    return value
-
-
-def _substitute(value, replacements):
-    """`value` (as `_flatten` returned it) with each runtime input replaced by the next of
-    `replacements`, in the order `_flatten` listed them."""
-    kind = type(value)
-    if kind is Tensor or kind in _NUMBERS:
-        return next(replacements)
-    if isinstance(value, (list, tuple)):
-        items = [_substitute(item, replacements) for item in value]
-        return kind._make(items) if hasattr(value, "_fields") else kind(items)
-    if isinstance(value, dict):
-        items = {k: _substitute(item, replacements) for k, item in value.items()}
-        return dict(items) if kind is dict else kind(items)
-    return value
-
-
 def _plain(value):
     """A captured call's result with every TracedNumber back to its number."""
-    if type(value) is TracedNumber:
-        return value.value
-    if isinstance(value, (list, tuple)) and any(type(v) is TracedNumber or isinstance(v, (list, tuple, dict))
-                                                for v in value):
-        items = [_plain(v) for v in value]
-        return type(value)._make(items) if hasattr(value, "_fields") else type(value)(items)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+    leaves, treedef = _structure.flatten(value)
+    return _structure.unflatten(treedef, [leaf.value if type(leaf) is TracedNumber else leaf for leaf in leaves])
+
+
+def _key_tree(value, key, inputs, on_death, wheres, where):
+    """Append `value`'s signature to `key` (its treedef, then an entry per leaf) and its
+    runtime inputs (Tensors, Python numbers) to `inputs`, and, unless `wheres` is None,
+    their places (`where` and the path inside, as "argument 0[1]['w']") to `wheres`.
+    Returns `value`, rebuilt with Tensors in place of arrays if it held any."""
+    leaves, treedef = _structure.flatten(value)
+    key.append(treedef)
+    places = None if wheres is None else _structure.paths(treedef)
+    converted = False
+    for index, leaf in enumerate(leaves):
+        kind = type(leaf)
+        if kind is not Tensor and kind not in _NUMBERS:
+            if kind in _SCALARS:
+                key.append((kind, leaf))
+                continue
+            if kind is Variable or not hasattr(leaf, "__array__"):
+                key.append(_Same(leaf, on_death))
+                continue
+            leaf = leaves[index] = constant(leaf)
+            kind, converted = Tensor, True
+        key.append((leaf._data.shape, leaf._data.dtype, leaf._device) if kind is Tensor else kind)
+        inputs.append(leaf)
+        if places is not None:
+            wheres.append(where + "".join(f"[{k!r}]" for k in places[index]))
+    return _structure.unflatten(treedef, leaves) if converted else value
+
+
+def _substitute(value, substitutes):
+    """`value` (as `_key_tree` returned it) with each runtime input replaced by the next
+    of `substitutes`."""
+    leaves, treedef = _structure.flatten(value)
+    return _structure.unflatten(treedef, [next(substitutes) if type(leaf) is Tensor or type(leaf) in _NUMBERS
+                                          else leaf for leaf in leaves])
 
 
 class Function:
@@ -267,17 +244,25 @@ class Function:
                 f"lowering: {how}")
 
     def _signature(self, args, kwargs, on_death=None, wheres=None):
-        """(key, args, kwargs, runtime inputs): the key holds the tree structure, the shape,
-        dtype and device of each Tensor, the type of each Python number, the value of static
-        arguments and of bools, strings and None, and the identity of other objects."""
-        key, leaves = [], []
+        """(key, args, kwargs, runtime inputs): the key holds the tree structure of each
+        argument (lists, tuples, namedtuples, dicts), the shape, dtype and device of each
+        Tensor, the type of each Python number, the value of static arguments and of bools,
+        strings and None, and the identity of other objects. NumPy arrays in the arguments
+        come back as Tensors. With `wheres` a list, the place of each runtime input (such
+        as "argument 0[1]") is appended to it."""
+        key, inputs = [], []
         new_args = list(args)
         for index, value in enumerate(args):
             if index in self._static_argnums:
                 key.append(("static", _hashable(value, f"argument {index}")))
+            elif type(value) is Tensor:  # the common case, as _key_tree would key it
+                data = value._data
+                key += (_LEAF, (data.shape, data.dtype, value._device))
+                inputs.append(value)
+                if wheres is not None:
+                    wheres.append(f"argument {index}")
             else:
-                where = f"argument {index}" if wheres is not None else None
-                new_args[index] = _flatten(value, where, key, leaves, on_death, wheres)
+                new_args[index] = _key_tree(value, key, inputs, on_death, wheres, f"argument {index}")
         if kwargs:
             kwargs = dict(kwargs)
             for name in sorted(kwargs):
@@ -286,9 +271,8 @@ class Function:
                     key.append((name, "static", _hashable(value, f"argument {name!r}")))
                 else:
                     key.append(name)
-                    where = f"argument {name!r}" if wheres is not None else None
-                    kwargs[name] = _flatten(value, where, key, leaves, on_death, wheres)
-        return tuple(key), new_args, kwargs, leaves
+                    kwargs[name] = _key_tree(value, key, inputs, on_death, wheres, f"argument {name!r}")
+        return tuple(key), new_args, kwargs, inputs
 
     def _capture(self, args, kwargs):
         capture = Trace(getattr(self._fn, "__qualname__", repr(self._fn)))
@@ -333,6 +317,8 @@ class Function:
         return _plain(result)
 
     def _replace(self, args, kwargs, substitutes):
+        """args and kwargs (as `_signature` returned them) with each runtime input replaced
+        by the next of `substitutes`, in the order `_signature` listed them."""
         new_args = [value if index in self._static_argnums else _substitute(value, substitutes)
                     for index, value in enumerate(args)]
         new_kwargs = {}
@@ -369,7 +355,6 @@ def function(fn=None, *, static_argnums=(), static_argnames=(), compile=True):
     first replay captures it, and each later call is one graph launch (see `explain()`
     for what a plan became, and why a step stayed a plain replay). `compile=False`, or
     the environment variable GPUGRAD_COMPILE=0, keeps the plain replay.
-
 
     The first call with a given signature runs `fn` eagerly and records every primitive
     call it makes, the backward passes of tapes inside it, Variable assignments and

@@ -12,11 +12,13 @@ import math
 
 from . import ops as _ops
 from . import primitives as _prims
+from . import structure as _structure
 from .dispatch import _record
 from .recording import THREAD as _THREAD
 from .tensor import Tensor, Variable, constant
 
 _tape_ids = itertools.count(1)
+_TENSOR_TYPES = frozenset((Tensor, Variable))
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,31 +168,16 @@ def _accumulate(targets, seeds, sources, tape_id, stops, prune):
 # ---------------------------------------------------------------------------------------
 # Structures of tensors
 
-def _flatten(structure, what):
+def _tensors(structure, what):
+    """(leaves, treedef) of a Tensor, a Variable or a nested list/tuple/dict of them."""
     if type(structure) is Tensor or type(structure) is Variable:
-        return [structure]
-    if isinstance(structure, (list, tuple)):
-        leaves = []
-        for item in structure:
-            if type(item) is Tensor or type(item) is Variable:
-                leaves.append(item)
-            else:
-                leaves.extend(_flatten(item, what))
-        return leaves
-    if isinstance(structure, dict):
-        return [leaf for key in structure for leaf in _flatten(structure[key], what)]
-    raise TypeError(f"{what} must be Tensors or Variables (or nested lists, tuples, dicts of them), "
-                    f"got {type(structure).__name__}")
-
-
-def _unflatten(structure, leaves):
-    if type(structure) is Tensor or type(structure) is Variable:
-        return next(leaves)
-    if isinstance(structure, (list, tuple)):
-        items = [next(leaves) if type(item) is Tensor or type(item) is Variable else _unflatten(item, leaves)
-                 for item in structure]
-        return type(structure)(*items) if hasattr(structure, "_fields") else type(structure)(items)
-    return {key: _unflatten(structure[key], leaves) for key in structure}
+        return [structure], _structure.LEAF
+    leaves, treedef = _structure.flatten(structure)
+    if not _TENSOR_TYPES.issuperset(map(type, leaves)):
+        bad = next(leaf for leaf in leaves if type(leaf) not in _TENSOR_TYPES)
+        raise TypeError(f"{what} must be Tensors or Variables (or nested lists, tuples, dicts of them), "
+                        f"got {type(bad).__name__}")
+    return leaves, treedef
 
 
 def _check_real(sources, what):
@@ -230,29 +217,22 @@ def _fill_unconnected(gradients, sources, mode, prefix=()):
             for g, s in zip(gradients, sources)]
 
 
-def _seeds(targets, target_structure, weights, what):
+def _seeds(targets, target_def, weights, what):
     """One seed cotangent per target: ones, or the weights given in the targets' structure."""
     if weights is None:
         return [_prims.ones_like(t) if t._data.dtype.kind in "fc" else None for t in targets]
+    try:
+        flat_weights = _structure.flatten_up_to(target_def, weights)
+    except ValueError as e:
+        raise ValueError(f"{what} must match the structure of the targets: {e}") from None
     seeds = []
-    for t, w in zip(targets, _flatten_like(target_structure, weights, what)):
+    for t, w in zip(targets, flat_weights):
         if type(w) is not Tensor and type(w) is not Variable:
             w = constant(w, dtype=t.dtype, device=t._device)
         if w.shape != t.shape:
             raise ValueError(f"{what}: a weight of shape {w.shape} for a target of shape {t.shape}")
         seeds.append(w)
     return seeds
-
-
-def _flatten_like(structure, values, what):
-    if type(structure) is Tensor or type(structure) is Variable:
-        return [values]
-    if isinstance(structure, dict):
-        return [leaf for key in structure for leaf in _flatten_like(structure[key], values[key], what)]
-    if not isinstance(values, (list, tuple)) or len(values) != len(structure):
-        raise ValueError(f"{what} must match the structure of the targets ({len(structure)} entries), "
-                         f"got {values!r}")
-    return [leaf for s, v in zip(structure, values) for leaf in _flatten_like(s, v, what)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -301,7 +281,7 @@ class GradientTape:
 
     def watch(self, tensor):
         """Watch a Tensor, a Variable, or a nested list/tuple of them."""
-        for t in _flatten(tensor, "tape.watch arguments"):
+        for t in _tensors(tensor, "tape.watch arguments")[0]:
             self._watched[t] = None
 
     def watched_variables(self):
@@ -342,13 +322,14 @@ class GradientTape:
         integer sources get None, or zeros with `unconnected_gradients="zero"`.
         """
         mode = _unconnected_mode(unconnected_gradients)
-        targets = _flatten(target, "gradient targets")
-        flat_sources = _check_real(_flatten(sources, "gradient sources"), "tape.gradient")
+        targets, target_def = _tensors(target, "gradient targets")
+        flat_sources, source_def = _tensors(sources, "gradient sources")
+        _check_real(flat_sources, "tape.gradient")
         self._consume()
         try:
-            seeds = _seeds(targets, target, output_gradients, "output_gradients")
+            seeds = _seeds(targets, target_def, output_gradients, "output_gradients")
             grads = self._gradient(targets, seeds, flat_sources)
-            return _unflatten(sources, iter(_fill_unconnected(grads, flat_sources, mode)))
+            return _structure.unflatten(source_def, _fill_unconnected(grads, flat_sources, mode))
         finally:
             self._release()
 
@@ -368,10 +349,11 @@ class GradientTape:
         self._consume()
         try:
             target = _as_target(target)
-            flat_sources = _check_real(_flatten(sources, "jacobian sources"), "tape.jacobian")
+            flat_sources, source_def = _tensors(sources, "jacobian sources")
+            _check_real(flat_sources, "tape.jacobian")
             rows = [self._gradient([target], [seed], flat_sources) for seed in _one_hots(target, target.shape)]
             jacobians = [_stack_rows([r[k] for r in rows], target.shape, s) for k, s in enumerate(flat_sources)]
-            return _unflatten(sources, iter(_fill_unconnected(jacobians, flat_sources, mode, target.shape)))
+            return _structure.unflatten(source_def, _fill_unconnected(jacobians, flat_sources, mode, target.shape))
         finally:
             self._release()
 
@@ -451,10 +433,10 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="
     `stop_gradients` are held constant.
     """
     mode = _unconnected_mode(unconnected_gradients)
-    targets = _flatten(ys, "gradients ys")
-    sources = _check_real(_flatten(xs, "gradients xs"), "gg.gradients")
-    stops = frozenset(_flatten(stop_gradients, "stop_gradients")) if stop_gradients else frozenset()
-    seeds = _seeds(targets, ys, grad_ys, "grad_ys")
+    targets, target_def = _tensors(ys, "gradients ys")
+    sources = _check_real(_tensors(xs, "gradients xs")[0], "gg.gradients")
+    stops = frozenset(_tensors(stop_gradients, "stop_gradients")[0]) if stop_gradients else frozenset()
+    seeds = _seeds(targets, target_def, grad_ys, "grad_ys")
     grads = _backward(targets, seeds, set(sources), None, stops)
     found = [grads.get(s) if s._data.dtype.kind in "fc" else None for s in sources]
     return _fill_unconnected(found, sources, mode)
