@@ -372,32 +372,34 @@ def _make_update_op(forward, name, writes):
     inputs are tensors on one device, runs the forward on their buffers, marks the written
     Variables and records the call on this thread's capture; it returns None."""
 
+    last_written = max(writes)
+
     def op(*args, **params):
         device = None
         data = []
-        for index, a in enumerate(args):
+        for a in args:
             kind = type(a)
-            if kind is Tensor or kind is Variable:
+            if kind is Variable or kind is Tensor:
                 if device is None:
                     device = a._device
                 elif a._device != device:
-                    raise ValueError(f"{name}: inputs are on different devices, {device} and {a._device} "
-                                     f"(input {index})")
+                    _update_error(name, args)
                 data.append(a._data)
             elif a is None:
                 data.append(None)
             else:
-                raise TypeError(f"{name}: input {index} is a {kind.__name__}; an update primitive takes Tensors "
-                                f"and Variables (None for an unused state)")
+                _update_error(name, args)
+        if len(args) <= last_written:
+            raise TypeError(f"{name}: takes an input {last_written}, which it writes; got {len(args)} inputs")
         for index in writes:
-            target = args[index] if index < len(args) else None
+            target = args[index]
             if target is not None and type(target) is not Variable:
-                raise TypeError(f"{name}: input {index} is written in place, so it must be a gg.Variable, got "
-                                f"{type(target).__name__}")
+                _update_error(name, args)
         op.forward(*data, **params)
         for index in writes:
-            if args[index] is not None:
-                args[index].written()
+            target = args[index]
+            if target is not None:
+                target._version += 1  # Variable.written(), inline: this runs for every variable every step
         capture = _THREAD.state.capture
         if capture is not None:
             capture.update(op, args, params)
@@ -416,6 +418,24 @@ def _make_update_op(forward, name, writes):
     op.name, op.forward, op.vjp, op.writes = name, forward, None, writes
     op.differentiable, op.linear, op.defvjp, op.impl = False, False, defvjp, impl
     return op
+
+
+def _update_error(name, args):
+    """The error for the first bad input of an update primitive's call."""
+    device = None
+    for index, a in enumerate(args):
+        kind = type(a)
+        if kind is Tensor or kind is Variable:
+            if device is not None and a._device != device:
+                raise ValueError(f"{name}: inputs are on different devices, {device} and {a._device} (input {index})")
+            device = a._device
+        elif a is not None:
+            raise TypeError(f"{name}: input {index} is a {kind.__name__}; an update primitive takes Tensors and "
+                            f"Variables (None for an unused state)")
+    for index, a in enumerate(args):
+        if a is not None and type(a) is not Variable and index in REGISTRY[name].writes:
+            raise TypeError(f"{name}: input {index} is written in place, so it must be a gg.Variable, got "
+                            f"{type(a).__name__}")
 
 
 class Node:

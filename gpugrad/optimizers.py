@@ -11,6 +11,7 @@ import functools
 import math
 import numbers
 
+from . import backend as _backend
 from . import debugging as _debugging
 from . import ops as _ops
 from .primitives import updates as _updates
@@ -74,6 +75,7 @@ class Optimizer:
         self.iterations = 0
         self._slots = {}  # Variable -> tuple of slot Variables (None where a slot is unused)
         self._scalars = {}  # device -> float64 Variable of the step's values (_step_scalars)
+        self._written_scalars = None  # the values those Variables hold
 
     @property
     def learning_rate(self):
@@ -212,10 +214,14 @@ class Optimizer:
                 size = len(self._step_scalars(0.0, 1))
                 scalars[var._device] = Variable(_ops.fill((size,), 0.0, dtype="float64", device=var._device),
                                                 trainable=False, name=f"{type(self).__name__}/step_scalars")
+                self._written_scalars = None
         self.iterations += 1
         values = self._step_scalars(lr, self.iterations)
-        for device_scalars in scalars.values():
-            device_scalars.assign(values)
+        if values != self._written_scalars:  # a constant learning rate is written once
+            for device, device_scalars in scalars.items():  # Python floats into float64: exact, nothing to check
+                _backend.backend_of(device).write_host(device_scalars._data, values)
+                device_scalars.written()
+            self._written_scalars = values
 
     def _step_scalars(self, lr, step):
         """The values that the update reads from device memory at step `step` (from 1): [lr]."""
