@@ -262,6 +262,11 @@ def xp_of(array):
     raise TypeError(f"no gpugrad backend holds arrays of type {type(array).__name__}")
 
 
+def host_array_type():
+    """The class of host arrays (numpy.ndarray), for a forward's fast path on them."""
+    return numpy.ndarray
+
+
 def is_cuda_array(array):
     """True for a CuPy array (cheap for NumPy arrays, the common case on the CPU)."""
     return type(array) is not numpy.ndarray and _cupy is not None and isinstance(array, _cupy.ndarray)

@@ -11,12 +11,19 @@ life (momentum, betas, epsilon) are static parameters. Every value is rounded to
 variable's dtype before use, and the operations run in the order the docstrings give,
 each rounded to the variable's dtype, as NumPy does with a Python float operand.
 """
-from ..backend import xp_of
+from ..backend import host_array_type, xp_of
 from ..dispatch import primitive
+
+_ndarray = host_array_type()
 
 
 def _scalar(scalars, index, like):
-    """scalars[index] rounded to the dtype of `like`, as a scalar of the array's module."""
+    """scalars[index] as the variable's arithmetic sees it: rounded to the dtype of `like`.
+    On the host, a Python float, which NumPy rounds to the array's dtype as a weak scalar
+    (the same value as the cast, and cheaper); on a device, a 0-d array of that dtype, so
+    that nothing is read back to the host."""
+    if type(scalars) is _ndarray:
+        return scalars.item(index)
     return scalars[index].astype(like.dtype)
 
 
