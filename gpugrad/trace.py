@@ -23,13 +23,19 @@ _SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "i
 class Step:
     """One recorded call: `name` and `kind` for the IR, `fn(*inputs, **params)` for a replay
     (the primitive's forward, or the callable a `call` recorded), the result in `output`
-    (None for a call run for its effect)."""
+    (None for a call run for its effect); `op` is the primitive (None for a `call`)."""
 
-    __slots__ = ("name", "kind", "fn", "params", "inputs", "output", "reads_variable")
+    __slots__ = ("name", "kind", "fn", "params", "inputs", "output", "reads_variable", "op")
 
-    def __init__(self, name, kind, fn, params, inputs, output, reads_variable):
+    def __init__(self, name, kind, fn, params, inputs, output, reads_variable, op=None):
         self.name, self.kind, self.fn, self.params = name, kind, fn, params
-        self.inputs, self.output, self.reads_variable = inputs, output, reads_variable
+        self.inputs, self.output, self.reads_variable, self.op = inputs, output, reads_variable, op
+
+    def replace(self, **changes):
+        """A copy with some fields changed (compiler passes make new steps, never edit)."""
+        fields = {name: getattr(self, name) for name in Step.__slots__}
+        fields.update(changes)
+        return Step(**fields)
 
 
 class Trace:
@@ -43,6 +49,7 @@ class Trace:
         self.computed = set()     # slots whose value a replay recomputes (inputs included)
         self.labels = {}          # slot -> what it is, for the text: "argument 0", "Variable 'w'"
         self.types = None         # slot -> "f32[300,1]", once sealed
+        self.avals = None         # slot -> (shape, dtype) of an array, else the value's type, once sealed
         self.steps = []
         self.arg_slots = []
         self.output_slots = []
@@ -96,7 +103,7 @@ class Trace:
             slots.append(slot)
         output = self._new_slot(out)
         self.computed.add(output)
-        self.steps.append(Step(op.name, op.kind, op.forward, params, tuple(slots), output, reads_variable))
+        self.steps.append(Step(op.name, op.kind, op.forward, params, tuple(slots), output, reads_variable, op))
 
     def update(self, op, args, params):
         """The update primitive `op` wrote its Variable inputs in place (None inputs are
@@ -117,7 +124,7 @@ class Trace:
             for variable in written:
                 variable.written()
         run.written = written  # for a lowering that runs the forward elsewhere (a CUDA graph)
-        self.steps.append(Step(op.name, "update", run, params, tuple(slots), None, True))
+        self.steps.append(Step(op.name, "update", run, params, tuple(slots), None, True, op))
 
     def call(self, fn, *arrays, name, kind):
         """Run `fn(*arrays)` now, capturing nothing inside, and have replays call it again;
@@ -147,6 +154,7 @@ class Trace:
     def seal(self):
         """Keep each slot's type for `text()` and let go of the values seen at capture."""
         self.types = [_type_of(value) for value in self.values]
+        self.avals = [aval(value) for value in self.values]
         self.values = self.slot_of = None
 
     def text(self):
@@ -166,6 +174,17 @@ class Trace:
             lines.append(f"  {target}{call}  # {step.kind}")
         lines.append(f"  return {', '.join(f'%{s}' for s in self.output_slots) or 'nothing computed'}")
         return "\n".join(lines)
+
+
+def aval(value):
+    """(shape, dtype) of an array, else the type of the value (float for a TracedNumber of
+    a float): what a compiler may assume about a slot."""
+    if type(value) is TracedNumber:
+        value = value.value
+    shape = getattr(value, "shape", None)
+    if shape is None or not hasattr(value, "dtype"):
+        return type(value)
+    return tuple(shape), value.dtype
 
 
 def _params(params):
