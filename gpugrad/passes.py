@@ -1,0 +1,230 @@
+"""Compiler passes over a Program (program.py): each a function Program -> Program that
+builds a new program and leaves its input as it was.
+
+- `fold_constants`: steps of pure primitives whose inputs are all constants (never a
+  Variable's buffer, never an argument) run once, now, and their results become constants.
+- `simplify_matmuls`: 2-D matmuls with a dimension of 1 become multiply (and reduce_sum)
+  steps, elementwise and reduction primitives that a fusing compiler merges with their
+  neighbours, where a matmul would be a separate library call.
+- `eliminate_dead_code`: steps whose results nothing uses, unless they have side effects,
+  and constants no step reads.
+
+`default_pipeline` runs them in the order `PASSES` gives. Every pass keeps the program's
+arguments, results, Variables and the order of the steps it keeps; new steps go where the
+step they replace stood, so reads of a Variable stay before the updates that write it.
+"""
+from .dispatch import REGISTRY
+from .program import Program
+from .trace import Step, aval as _aval
+
+# Kinds of primitives whose forward is a pure function of its inputs and parameters.
+PURE_KINDS = frozenset(("elementwise", "shape", "reduction", "contraction"))
+# Kinds of steps run for their effect: in-place updates, recorded host calls, and opaque
+# primitives (user ops the compiler knows nothing about).
+EFFECT_KINDS = frozenset(("update", "host", "opaque"))
+
+
+def _copy(program, steps=None, constants=None):
+    """A new Program with `program`'s slots, and `steps` and `constants` when given."""
+    return Program(program.steps if steps is None else steps, program.avals,
+                   program.constants if constants is None else constants, program.variables,
+                   program.arg_slots, program.output_slots, program.labels)
+
+
+# ---------------------------------------------------------------------------------------
+# Dead code
+
+def has_effect(step):
+    """Whether `step` must run even if nothing reads its output: it has no output (an
+    update, a host call), it is a recorded call rather than a primitive (op None), or its
+    kind is "update", "host" or "opaque"."""
+    return step.output is None or step.op is None or step.kind in EFFECT_KINDS
+
+
+def eliminate_dead_code(program):
+    """`program` without its dead steps and constants.
+
+    A step is live if it has an effect (`has_effect`: no output, no primitive, or kind
+    update, host or opaque), or if its output is a result of the program or an input of
+    a live step; every other step is dead and goes, transitively (a step read only by
+    dead steps is dead too). One backward sweep finds them all, since a step reads only
+    slots computed before it. Constants that no kept step reads and the program does not
+    return go as well, except Variables' buffers, which always stay.
+    """
+    live = set(program.output_slots)
+    kept = []
+    for step in reversed(program.steps):
+        if has_effect(step) or step.output in live:
+            kept.append(step)
+            live.update(step.inputs)
+    kept.reverse()
+    constants = {slot: value for slot, value in program.constants.items()
+                 if slot in live or slot in program.variables}
+    return _copy(program, kept, constants)
+
+
+# ---------------------------------------------------------------------------------------
+# Constant folding
+
+def _foldable(step, program, constants):
+    if step.op is None or step.output is None or step.reads_variable:
+        return False
+    if step.kind not in PURE_KINDS or step.op.kind != step.kind:
+        return False
+    return all(slot in constants and slot not in program.variables for slot in step.inputs)
+
+
+def fold_constants(program):
+    """`program` with every step it can compute now replaced by a constant.
+
+    A step folds when its primitive is pure (kind elementwise, shape, reduction or
+    contraction) and each of its inputs is a constant that is not a Variable's buffer:
+    a Python number, None, an array constant, or the result of a step folded before.
+    It never folds a step that reads a Variable (whose value changes between calls) or
+    an argument. The step runs with its own `fn` and params, so the constant is exactly
+    what a replay would compute; its slot keeps its aval (a result of another shape or
+    dtype than the trace recorded leaves the step in place). Steps come in the order
+    they run, so one sweep folds chains of foldable steps: repeating it would change
+    nothing. The inputs of folded steps stay among the constants until
+    `eliminate_dead_code` drops those nothing reads any more.
+    """
+    constants = dict(program.constants)
+    kept = []
+    for step in program.steps:
+        if _foldable(step, program, constants):
+            value = step.fn(*(constants[slot] for slot in step.inputs), **(step.params or {}))
+            if _aval(value) == program.avals[step.output]:
+                constants[step.output] = value
+                continue
+        kept.append(step)
+    return _copy(program, kept, constants)
+
+
+# ---------------------------------------------------------------------------------------
+# Degenerate matmuls
+
+class _Builder:
+    """The steps of a rewrite, appended to `steps`, over fresh slots of `program`."""
+
+    def __init__(self, program, steps):
+        self.program, self.steps = program, steps
+
+    def emit(self, name, inputs, params, aval, output=None):
+        """Append a step of the registered primitive `name`; returns its output slot (a
+        fresh one of `aval` unless `output` is given)."""
+        op = REGISTRY[name]
+        if output is None:
+            output = self.program.new_slot(aval)
+        reads_variable = any(slot in self.program.variables for slot in inputs)
+        self.steps.append(Step(op.name, op.kind, op.forward, params, tuple(inputs), output, reads_variable, op))
+        return output
+
+    def reshape(self, slot, shape, output=None):
+        """`slot` as an array of `shape` (the same slot when it has that shape already)."""
+        old_shape, dtype = self.program.avals[slot]
+        if old_shape == shape and output is None:
+            return slot
+        return self.emit("reshape", (slot,), {"shape": shape}, (shape, dtype), output)
+
+
+def _float_2d(program, slot):
+    aval = program.avals[slot]
+    return type(aval) is tuple and len(aval[0]) == 2 and aval[1].kind == "f"
+
+
+def _rewrite_matmul(step, program, build):
+    """Append the steps replacing the matmul `step` to `build` and return True, or return
+    False (appending nothing) when it is not one simplify_matmuls rewrites."""
+    if step.name != "matmul" or step.op is None or step.output is None or len(step.inputs) != 2:
+        return False
+    a, b = step.inputs
+    if not (_float_2d(program, a) and _float_2d(program, b)) or program.avals[a][1] != program.avals[b][1]:
+        return False
+    params = step.params or {}
+    if set(params) - {"transpose_a", "transpose_b"}:
+        return False
+    transpose_a, transpose_b = bool(params.get("transpose_a")), bool(params.get("transpose_b"))
+    (a_shape, dtype), (b_shape, _) = program.avals[a], program.avals[b]
+    m, k = a_shape[::-1] if transpose_a else a_shape
+    k_b, n = b_shape[::-1] if transpose_b else b_shape
+    out = step.output
+    if k != k_b or program.avals[out] != ((m, n), dtype):
+        return False
+    if k == 1:  # out[i, j] = a[i] * b[j]: a column times a row
+        column = build.reshape(a, (m, 1))
+        row = build.reshape(b, (1, n))
+        build.emit("multiply", (column, row), {}, ((m, n), dtype), out)
+    elif n == 1:  # out[i, 0] = sum_k A[i, k] b[k]
+        if transpose_a:  # a is (K, M): products (K, M), summed over axis 0 into a (1, M) row
+            product = build.emit("multiply", (a, build.reshape(b, (k, 1))), {}, ((k, m), dtype))
+            total = build.emit("reduce_sum", (product,), {"axis": (0,), "keepdims": True}, ((1, m), dtype),
+                               out if m == 1 else None)
+            if m != 1:
+                build.reshape(total, (m, 1), out)
+        else:  # a is (M, K): products (M, K), summed over axis 1 into the (M, 1) column
+            product = build.emit("multiply", (a, build.reshape(b, (1, k))), {}, ((m, k), dtype))
+            build.emit("reduce_sum", (product,), {"axis": (1,), "keepdims": True}, ((m, 1), dtype), out)
+    elif m == 1:  # out[0, j] = sum_k a[k] B[k, j]
+        if transpose_b:  # b is (N, K): products (N, K), summed over axis 1 into an (N, 1) column
+            product = build.emit("multiply", (build.reshape(a, (1, k)), b), {}, ((n, k), dtype))
+            total = build.emit("reduce_sum", (product,), {"axis": (1,), "keepdims": True}, ((n, 1), dtype))
+            build.reshape(total, (1, n), out)
+        else:  # b is (K, N): products (K, N), summed over axis 0 into the (1, N) row
+            product = build.emit("multiply", (build.reshape(a, (k, 1)), b), {}, ((k, n), dtype))
+            build.emit("reduce_sum", (product,), {"axis": (0,), "keepdims": True}, ((1, n), dtype), out)
+    else:
+        return False
+    return True
+
+
+def simplify_matmuls(program):
+    """`program` with each 2-D matmul that has a dimension of 1 rewritten as elementwise
+    and reduction primitives (multiply, reduce_sum, and reshape to lay out an operand or
+    the result), which a fusing compiler can merge with the steps around them.
+
+    For the effective product (M, K) @ (K, N), transposes (transpose_a, transpose_b)
+    applied:
+
+    - K == 1: the outer product column * row, one `multiply` broadcasting an (M, 1)
+      column against a (1, N) row (an operand stored as a (1, M) row or an (N, 1) column,
+      because it is used transposed, is reshaped first). Each result is one product of
+      two floats, as in the matmul: the same bits.
+    - N == 1 (and K > 1): reduce_sum(multiply(a, reshape(b, (1, K))), axis=(1,),
+      keepdims=True); with transpose_a, a is stored (K, M), so the products are taken in
+      that layout and summed over axis 0 into a (1, M) row, reshaped to (M, 1).
+    - M == 1 (N, K > 1): reduce_sum(multiply(reshape(a, (K, 1)), b), axis=(0,),
+      keepdims=True); with transpose_b, b is stored (N, K): summed over axis 1 into an
+      (N, 1) column, reshaped to (1, N).
+
+    The reductions sum the K products in another order than the matmul's dot product
+    (NumPy's pairwise sum, or a different BLAS kernel), so their results agree with the
+    matmul's to rounding (a few ulps of the sum of the products' magnitudes), not bit for
+    bit. Matmuls of inputs that are not 2-D float arrays of one dtype, and those with M,
+    N and K all above 1, stay as they are. The last new step writes the matmul's own
+    output slot, so the steps reading it are unchanged.
+    """
+    result = _copy(program)  # new slots go to this copy's avals, never to `program`'s
+    steps = []
+    build = _Builder(result, steps)
+    for step in program.steps:
+        if not _rewrite_matmul(step, result, build):
+            steps.append(step)
+    return result.with_steps(steps)
+
+
+# ---------------------------------------------------------------------------------------
+# The pipeline
+
+# The passes `default_pipeline` runs, in order: fold first, so that a matmul of constants
+# becomes the constant its replay would compute; simplify the remaining matmuls; fold
+# again, for the reshapes of constant operands the rewrites add; then drop what the
+# folds left unread.
+PASSES = (fold_constants, simplify_matmuls, fold_constants, eliminate_dead_code)
+
+
+def default_pipeline(program, passes=PASSES):
+    """`program` after each of `passes` (by default PASSES: fold_constants,
+    simplify_matmuls, fold_constants again, eliminate_dead_code), in order."""
+    for compiler_pass in passes:
+        program = compiler_pass(program)
+    return program
