@@ -11,6 +11,8 @@ import weakref
 
 from . import dispatch as _dispatch
 from . import graphs as _graphs
+from . import lowering as _lowering
+from . import program as _program
 from . import structure as _structure
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
@@ -40,8 +42,14 @@ def _plan(trace, result, compiled):
         replay = graph = _graphs.GraphReplay(_compile(host, [], [], constants),
                                              _compile(device, trace.arg_slots, trace.output_slots, constants),
                                              replay, written)
+        lowering = None
+    elif compiled and _lowering.on_host(trace.values):
+        replay, memory = _lowering.lower(_program.Program.from_trace(trace))
+        lowering = f"planned replay on the CPU: {memory.describe()}"
+    else:
+        lowering = f"plain replay: {reason}"
     trace.seal()
-    trace.lowering = reason
+    trace.lowering = lowering
 
     def plan(inputs):
         return rebuild(replay(*inputs))
@@ -239,7 +247,7 @@ class Function:
         if plan.graph is not None:
             how = plan.graph.status
         else:
-            how = f"plain replay: {plan.trace.lowering}"
+            how = plan.trace.lowering
         return (f"{text}\n{len(steps) - host} array calls and {host} host steps a call\n"
                 f"lowering: {how}")
 

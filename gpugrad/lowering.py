@@ -1,0 +1,204 @@
+"""The array lowering of a compiled step: every intermediate in a buffer allocated once per
+signature and reused by liveness, every op writing into its buffer with `out=`.
+
+`lower(program)` turns a Program (program.py) into a replay function and its memory plan.
+Ops with an into-form write into planned buffers:
+
+- elementwise primitives through their scalar expression's NumPy form
+  (`op.expression.numpy(xp, out, *inputs, **params)`);
+- the forms in INTO below: 2-D matmul, reduce_sum, reduce_mean, and the broadcasts of
+  reduce_sum_backward and broadcast_to, each equal to its primitive's forward bit for bit
+  (tests/test_lowering.py checks them against the forwards).
+
+Every other step calls its forward, which allocates; its result may be a view of its
+inputs, so their buffers stay reserved while it is alive. A step whose result the
+program returns also calls its forward, so the caller gets a fresh array each call. A
+step reading a Variable copies a result that is a view of it, as eager calls do, since an
+update later in the step may write the Variable. Buffers are reused only after their last
+reader ran, never between a step's inputs and its output.
+"""
+import functools
+import math
+
+from .backend import backend_of, host_array_type
+
+_numpy = backend_of("cpu").xp
+_ndarray = host_array_type()
+_generic = _numpy.generic
+
+# The planned forms: name -> into(xp, out, *inputs, **params), each equal to the forward.
+
+
+def _matmul_into(xp, out, x, y, *, transpose_a=False, transpose_b=False):
+    if transpose_a:
+        x = x.T
+    if transpose_b:
+        y = y.T
+    return xp.dot(x, y, out=out)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(xp, shape, dtype):
+    return xp.ones(shape, dtype)
+
+
+def _reduce_sum_into(xp, out, x, *, axis, keepdims):
+    if axis == (0,) and x.ndim == 2 and x.dtype.kind == "f":  # as the forward: a row of ones times x
+        return xp.dot(_ones(xp, (1, x.shape[0]) if keepdims else (x.shape[0],), x.dtype), x, out=out)
+    return xp.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iu" else None, out=out)
+
+
+def _reduce_mean_into(xp, out, x, *, axis, keepdims):
+    _reduce_sum_into(xp, out, x, axis=axis, keepdims=keepdims)
+    count = math.prod(x.shape if axis is None else (x.shape[a] for a in axis))
+    return xp.divide(out, count, out=out)
+
+
+def _kept_shape(shape, axis):
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+def _reduce_sum_backward_into(xp, out, dy, *, axis, keepdims, shape):
+    if not keepdims and axis is not None:
+        dy = dy.reshape(_kept_shape(shape, axis))
+    xp.copyto(out, dy)
+    return out
+
+
+def _broadcast_to_into(xp, out, x, *, shape):
+    xp.copyto(out, x)
+    return out
+
+
+INTO = {"matmul": _matmul_into, "reduce_sum": _reduce_sum_into, "reduce_mean": _reduce_mean_into,
+        "reduce_sum_backward": _reduce_sum_backward_into, "broadcast_to": _broadcast_to_into}
+
+
+def into_form(program, step):
+    """The into-form `into(xp, out, *inputs, **params)` of a step, or None when its forward
+    must allocate (see the module docstring)."""
+    op = step.op
+    if op is None or step.output is None or not program.is_array(step.output):
+        return None
+    if op.kind == "elementwise":
+        return None if op.expression is None else op.expression.numpy
+    into = INTO.get(op.name)
+    if into is _matmul_into and any(not program.is_array(s) or len(program.avals[s][0]) != 2 for s in step.inputs):
+        return None
+    if into is _reduce_sum_into or into is _reduce_mean_into:
+        shape, dtype = program.avals[step.inputs[0]]
+        if dtype.kind not in "f":
+            return None
+    return into
+
+
+class MemoryPlan:
+    """Which buffer each planned slot writes: `slot_buffer` (slot -> buffer index) and
+    `buffers` ((shape, dtype) of each)."""
+
+    def __init__(self, slot_buffer, buffers):
+        self.slot_buffer, self.buffers = slot_buffer, buffers
+
+    @property
+    def nbytes(self):
+        return sum(math.prod(shape) * dtype.itemsize for shape, dtype in self.buffers)
+
+    def describe(self):
+        return (f"{len(self.buffers)} buffers ({self.nbytes / 1e6:.3g} MB) for {len(self.slot_buffer)} planned "
+                f"intermediates, allocated once")
+
+
+def plan_memory(program, planned):
+    """The memory plan of `program` whose steps at the indices in `planned` write into
+    buffers: a buffer goes back to the free list after the last step reading its slot (or
+    a view made from it) ran."""
+    steps = program.steps
+    root = {}  # slot -> the planned slot whose buffer it may be a view of (unplanned results)
+    last_use = {}
+    returned = set(program.output_slots)
+    for index, step in enumerate(steps):
+        for slot in step.inputs:
+            for r in root.get(slot, (slot,)):
+                last_use[r] = index
+        if step.output is not None and index not in planned:
+            # an unplanned result may be a view of any of its inputs' buffers
+            root[step.output] = tuple({r for slot in step.inputs for r in root.get(slot, (slot,))})
+    for slot in returned:
+        for r in root.get(slot, (slot,)):
+            last_use[r] = len(steps)
+    free = {}
+    slot_buffer, buffers = {}, []
+    releases = {}
+    for index, step in enumerate(steps):
+        if index in planned:
+            key = program.avals[step.output]
+            pool = free.get(key)
+            if pool:
+                buffer = pool.pop()
+            else:
+                buffer = len(buffers)
+                buffers.append(key)
+            slot_buffer[step.output] = buffer
+            releases.setdefault(last_use.get(step.output, index), []).append(step.output)
+        for slot in releases.pop(index, ()):
+            free.setdefault(program.avals[slot], []).append(slot_buffer[slot])
+    return MemoryPlan(slot_buffer, buffers)
+
+
+def on_host(values):
+    """Whether every array among a trace's values is a host (NumPy) array."""
+    return all(type(v) is _ndarray or isinstance(v, _generic) for v in values
+               if hasattr(v, "dtype") and hasattr(v, "shape"))
+
+
+def lower(program):
+    """(replay, plan): a straight-line replay of the host `program` with planned buffers,
+    and its MemoryPlan."""
+    xp = _numpy
+    returned = set(program.output_slots)
+    forms = {}
+    for index, step in enumerate(program.steps):
+        into = into_form(program, step)
+        if into is not None and step.output not in returned:
+            forms[index] = into
+    plan = plan_memory(program, forms)
+    bound = {"xp": xp, "_unalias": _unalias, "_fresh": _fresh}
+    bound.update((f"v{slot}", value) for slot, value in program.constants.items())
+    bound.update((f"b{index}", xp.empty(shape, dtype)) for index, (shape, dtype) in enumerate(plan.buffers))
+    name = {slot: f"b{buffer}" for slot, buffer in plan.slot_buffer.items()}
+    lines = []
+    for index, step in enumerate(program.steps):
+        arguments = ", ".join(name.get(s, f"v{s}") for s in step.inputs)
+        if step.params:
+            bound[f"p{index}"] = step.params
+            arguments += f", **p{index}"
+        if index in forms:
+            bound[f"f{index}"] = forms[index]
+            lines.append(f"f{index}(xp, {name[step.output]}, {arguments})")
+            continue
+        bound[f"f{index}"] = step.fn
+        call = f"f{index}({arguments})"
+        if step.output is None:
+            lines.append(call)
+        elif step.reads_variable:  # as in eager calls: a result must not alias a Variable's buffer
+            lines.append(f"v{step.output} = _unalias({call}, {', '.join(name.get(s, f'v{s}') for s in step.inputs)})")
+        else:
+            lines.append(f"v{step.output} = {call}")
+    # A result that is a view (of a planned buffer, say) is copied: the caller keeps it.
+    results = [name.get(slot, f"v{slot}") for slot in program.output_slots]
+    lines.append(f"return ({''.join(f'_fresh({result}), ' for result in results)})")
+    signature = ", ".join([f"v{s}" for s in program.arg_slots] + ["*"] + [f"{n}={n}" for n in bound])
+    source = f"def replay({signature}):\n" + "".join(f"    {line}\n" for line in lines)
+    namespace = {}
+    exec(compile(source, "<gg.function planned replay>", "exec"), bound, namespace)
+    replay = namespace["replay"]
+    replay.source = source
+    return replay, plan
+
+
+def _fresh(out):
+    return out.copy() if getattr(out, "base", None) is not None else out
+
+
+def _unalias(out, *inputs):
+    return out.copy() if out.base is not None or any(out is i for i in inputs) else out
