@@ -12,6 +12,7 @@ import weakref
 from . import dispatch as _dispatch
 from . import graphs as _graphs
 from . import lowering as _lowering
+from . import passes as _passes
 from . import program as _program
 from . import structure as _structure
 from .recording import THREAD as _THREAD, TracedNumber
@@ -20,6 +21,7 @@ from .trace import SCALARS as _SCALARS, Trace
 
 _LEAF = _structure.LEAF
 _NUMBERS = (int, float, complex)  # runtime values of a replay; bool, str and None are static
+_HOST_PASSES = (_passes.fold_constants, _passes.eliminate_dead_code)
 MAX_PLANS = 32        # plans kept per function; the oldest goes first
 RETRACE_WARNING = 8   # signatures captured by one function before it warns about retracing
 
@@ -44,8 +46,12 @@ def _plan(trace, result, compiled):
                                              replay, written)
         lowering = None
     elif compiled and _lowering.on_host(trace.values):
-        replay, memory = _lowering.lower(_program.Program.from_trace(trace))
-        lowering = f"planned replay on the CPU: {memory.describe()}"
+        # On the CPU a BLAS product of a degenerate shape beats its elementwise rewrite, and
+        # nothing fuses: only constant folding and dead-code elimination pay.
+        program = _passes.default_pipeline(_program.Program.from_trace(trace), _HOST_PASSES)
+        replay, memory = _lowering.lower(program)
+        lowering = (f"planned replay on the CPU: {memory.describe()}; after constant folding and dead-code "
+                    f"elimination {len(program.steps)} of the {len(trace.steps)} steps remain")
     else:
         lowering = f"plain replay: {reason}"
     trace.seal()
