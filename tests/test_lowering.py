@@ -101,6 +101,7 @@ def test_a_chain_of_elementwise_ops_reuses_two_buffers():
     assert float(chain(x)) == float(first)
     # 30 planned intermediates of one shape: two buffers take turns (and one for the sum's input)
     assert "lowering: planned replay on the CPU: 2 buffers (0.016 MB) for 30 planned" in chain.explain()
+    assert "31 of the 31 steps remain" in chain.explain()
 
 
 def test_a_planned_replay_allocates_no_intermediates():
