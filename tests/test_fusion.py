@@ -1,0 +1,687 @@
+"""The fusion stage of the step compiler (gpugrad/fusion.py): groups of elementwise steps, the
+kernel generated for each, and its NumPy lowering, against the steps' own forwards.
+
+- grouping on real traced programs (the two-layer regression training step, a step with a
+  user primitive and a number argument) and on hand-built programs that pin the rule down
+  (steps crossed, early readers, effects, shapes, dtypes without a C type);
+- random programs (seeded): chains of elementwise primitives over float32, float64, mixed and
+  int32 data with broadcasting partners, Python-number constants and arguments, comparisons
+  and where, reductions reading intermediates, and effect steps;
+- for every group: the generated source, built on the host with g++ (its `_host` loop over
+  the same GG_HD element function the CUDA kernel calls) and called through ctypes, gives
+  the forwards' outputs, bit for bit but where a member is one of the math library's
+  functions (exp, log, ...; the bounds of tests/test_expressions.py's LIBM_ULPS, for
+  outputs that feed no other member); run_numpy into preallocated buffers gives them bit
+  for bit; the schedule (groups at their positions, the other steps in order) computes
+  what the program computes;
+- every generated CUDA source compiles with nvcc (skipped without nvcc), and, marked gpu,
+  runs as kernels.compile_source compiles it.
+"""
+import contextlib
+import ctypes
+import importlib
+import pathlib
+import random
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+from gpugrad import dispatch, fusion
+from gpugrad.program import Program, evaluate
+from gpugrad.trace import Step, aval
+from test_expressions import LIBM_ULPS
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HEADER_DIR = ROOT / "cuda_kernels"
+RANDOM_SEEDS = range(16)
+FAST_POWERS = (-1, 0, 0.5, 1, 2)  # exponents whose NumPy and C forms agree bit for bit
+
+
+# ---------------------------------------------------------------------------------------
+# Programs: captured with gg.function, or built by hand
+
+@contextlib.contextmanager
+def _captured_programs():
+    """The Program of every gg.function plan made inside, captured after _rebuilder has set
+    the trace's output slots (and before the plan seals the trace)."""
+    module = importlib.import_module("gpugrad.function")
+    original = module._rebuilder
+    programs = []
+
+    def rebuilder(trace, result):
+        rebuild = original(trace, result)
+        programs.append(Program.from_trace(trace))
+        return rebuild
+
+    module._rebuilder = rebuilder
+    try:
+        yield programs
+    finally:
+        module._rebuilder = original
+
+
+def _two_layer_regression():
+    """The main example's step: x (300, 1) -> Dense(3) sigmoid -> Dense(1), MSE loss, SGD."""
+    x = gg.reshape(gg.linspace(-1.0, 1.0, 300), (300, 1))
+    y = gg.square(x) - 0.5
+    hidden = gg.nn.Dense(1, 3, activation=gg.nn.sigmoid, seed=1)
+    output = gg.nn.Dense(3, 1, seed=2)
+    variables = hidden.trainable_variables + output.trainable_variables
+    optimizer = gg.optimizers.SGD(0.1)
+
+    @gg.function(compile=False)
+    def train_step(x, y):
+        with gg.GradientTape() as tape:
+            loss = gg.reduce_mean(gg.square(y - output(hidden(x))))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    with _captured_programs() as programs:
+        train_step(x, y)
+    return programs[0], (x.numpy(), y.numpy())
+
+
+class _Builder:
+    """A Program built step by step, with each op's forward run once for the output's aval."""
+
+    def __init__(self):
+        self.values, self.constants, self.args, self.steps, self.variables = [], {}, [], [], set()
+
+    def _slot(self, value):
+        self.values.append(value)
+        return len(self.values) - 1
+
+    def argument(self, value):
+        slot = self._slot(value)
+        self.args.append(slot)
+        return slot
+
+    def constant(self, value, variable=False):
+        slot = self._slot(value)
+        self.constants[slot] = value
+        if variable:
+            self.variables.add(slot)
+        return slot
+
+    def op(self, name, *slots, **params):
+        op = dispatch.REGISTRY[name]
+        with np.errstate(all="ignore"):
+            out = op.forward(*(self.values[s] for s in slots), **params)
+        slot = self._slot(out)
+        self.steps.append(Step(name, op.kind, op.forward, params, tuple(slots), slot, False, op))
+        return slot
+
+    def effect(self, fn, *slots, name="effect"):
+        """A step run for its effect (no output), as an update or a host call records."""
+        self.steps.append(Step(name, "update", fn, None, tuple(slots), None, False))
+
+    def program(self, outputs):
+        return Program(self.steps, [aval(v) for v in self.values], self.constants, self.variables, self.args,
+                       outputs, {})
+
+
+def _data(rng, shape, dtype):
+    """Random values of `dtype`, floats with zeros of both signs, infinities, NaN and subnormals mixed in."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        return rng.integers(-50, 51, n).astype(dtype).reshape(shape)
+    values = rng.standard_normal(n) * 10.0 ** rng.uniform(-2, 2, n)
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, float(np.finfo(dtype).smallest_subnormal), 1e-39]
+    for index in rng.choice(n, size=min(n, 3), replace=False):
+        values[index] = specials[rng.integers(len(specials))]
+    with np.errstate(all="ignore"):
+        return values.astype(dtype).reshape(shape)
+
+
+SHAPES = [(6, 5), (3, 4, 5), (17,), (2, 1, 6)]
+FLOAT_UNARY = ["negative", "abs", "square", "sqrt", "sign", "relu", "identity", "stop_gradient"]
+ROUNDED = ["sigmoid", "tanh", "softplus"]  # the rounding rule: bit for bit in float32, LIBM_ULPS in float64
+FLOAT_BINARY = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "squared_difference"]
+BACKWARD = ["sigmoid_backward", "tanh_backward", "square_backward", "relu_backward"]
+INT_UNARY = ["negative", "abs", "square", "sign", "identity"]
+INT_BINARY = ["add", "subtract", "multiply", "maximum", "minimum"]
+COMPARISONS = ["less", "greater_equal", "equal", "not_equal"]
+LIBM = ["exp", "log", "log1p", "sin", "cos"]
+
+
+def _random_program(seed):
+    """A random program of elementwise chains (see the module docstring) and its arguments."""
+    rng = random.Random(seed)
+    data = np.random.default_rng(seed)
+    kind = ["float32", "float64", "mixed", "int32"][seed % 4]
+    shape = SHAPES[(seed // 4) % len(SHAPES)]
+    main = np.dtype({"mixed": "float32"}.get(kind, kind))
+    other = np.dtype("float64") if kind == "mixed" else main
+    b = _Builder()
+    inputs = []
+
+    def argument(value):
+        inputs.append(value)
+        return b.argument(value)
+
+    pool = [argument(_data(data, shape, main)) for _ in range(2)]  # slots of the iteration shape
+    partner_shapes = [shape[-1:], shape[:-1] + (1,), (), shape]
+    partners = [b.constant(_data(data, s, other)) if i % 2 else argument(_data(data, s, other))
+                for i, s in enumerate(partner_shapes)]
+    numbers = [b.constant(v) for v in ((0.5, -2.0, 3.0, 1e-3, -0.0) if main.kind == "f" else (2, -3, 7))]
+    numbers.append(argument(0.25 if main.kind == "f" else 5))
+    bools, outputs = [], []
+
+    def recent(slots):
+        return slots[-1 - min(int(rng.expovariate(0.6)), len(slots) - 1)]
+
+    def operand():
+        r = rng.random()
+        return recent(pool) if r < 0.5 else rng.choice(partners) if r < 0.8 else rng.choice(numbers)
+
+    for _ in range(rng.randint(8, 16)):
+        x = recent(pool)
+        dtype = b.values[x].dtype
+        r = rng.random()
+        if r < 0.08:
+            partners.append(b.op("reduce_sum", x, axis=(len(shape) - 1,), keepdims=True))
+        elif r < 0.13:
+            b.effect(lambda *arrays: None, x)
+        elif r < 0.18:
+            p = rng.choice([p for p in partners if b.values[p].shape != shape] or partners)
+            partners.append(b.op(rng.choice(["add", "multiply"]), p, rng.choice(numbers)))
+        elif r < 0.26:
+            bools.append(b.op(rng.choice(COMPARISONS), x, operand()))
+        elif r < 0.32 and bools:
+            pool.append(b.op("where", rng.choice(bools), x, operand()))
+        elif r < 0.38 and dtype.kind == "f":
+            name = rng.choice(LIBM + ["power"] + (ROUNDED if dtype == np.float64 else []))
+            # read by no other step: its ulps do not grow through later members
+            outputs.append(b.op(name, x, b.constant(1.5)) if name == "power" else b.op(name, x))
+        elif r < 0.44:
+            target = rng.choice(["float32", "float64"]) if dtype.kind == "f" else "float64"
+            pool.append(b.op("cast", x, dtype=np.dtype(target)))
+        elif r < 0.48 and dtype.kind == "f":
+            pool.append(b.op("clip_by_value", x, b.constant(-1.5), rng.choice([b.constant(2.0)] + partners)))
+        elif dtype.kind == "f":
+            choice = rng.random()
+            if choice < 0.3:
+                name = rng.choice(FLOAT_UNARY + (ROUNDED if dtype == np.float32 else []))
+                pool.append(b.op(name, x))
+            elif choice < 0.45:
+                pool.append(b.op(rng.choice(BACKWARD), x, recent(pool)))
+            elif choice < 0.5:
+                pool.append(b.op("power", x, b.constant(float(rng.choice([2, 0.5, -1])))))
+            else:
+                args = (x, operand()) if rng.random() < 0.7 else (operand(), x)
+                pool.append(b.op(rng.choice(FLOAT_BINARY), *args))
+        else:
+            choice = rng.random()
+            if choice < 0.2:
+                pool.append(b.op("divide", x, operand()) if choice < 0.1 else b.op("sqrt", x))
+            elif choice < 0.45:
+                pool.append(b.op(rng.choice(INT_UNARY), x))
+            else:
+                pool.append(b.op(rng.choice(INT_BINARY), x, operand()))
+    outputs += [pool[-1]] + rng.sample(pool[2:], min(2, len(pool) - 2))
+    return b.program(list(dict.fromkeys(outputs))), tuple(inputs)
+
+
+def _ordering_programs():
+    """Hand-built programs for each clause of the grouping rule: {name: (program, args, groups)}
+    with the expected groups as lists of member step indices."""
+    rng = np.random.default_rng(5)
+    x, y = _data(rng, (7, 5), "float32"), _data(rng, (7, 5), "float32")
+    cases = {}
+
+    b = _Builder()  # a step that neither feeds nor reads the group is crossed
+    sx, sy = b.argument(x), b.argument(y)
+    a = b.op("multiply", sx, b.constant(2.0))
+    m = b.op("reduce_sum", sy, axis=(1,), keepdims=True)
+    c = b.op("add", a, b.constant(1.0))
+    cases["crossing"] = b.program([c, m]), (x, y), [[0, 2]]
+
+    b = _Builder()  # a reader outside the group before the step keeps it out
+    sx = b.argument(x)
+    a = b.op("multiply", sx, b.constant(2.0))
+    r = b.op("reduce_sum", a, axis=(1,), keepdims=True)
+    c = b.op("add", a, r)
+    cases["early reader"] = b.program([c]), (x,), [[0], [2]]
+
+    b = _Builder()  # an effect in between: the Variable it writes is read before and after it
+    sx = b.argument(x)
+    v = b.constant(y.copy(), variable=True)
+    a = b.op("multiply", v, b.constant(2.0))
+    b.effect(lambda variable, value: np.copyto(variable, value), v, sx, name="assign")
+    c = b.op("add", a, v)
+    cases["effect"] = b.program([c]), (x,), [[0], [2]]
+
+    b = _Builder()  # another output shape (broadcast-compatible) starts another group
+    sx = b.argument(x)
+    row = b.argument(x[0])
+    p = b.op("add", row, b.constant(1.0))
+    c = b.op("multiply", sx, p)
+    d = b.op("negative", c)
+    cases["shapes"] = b.program([d]), (x, x[0]), [[0], [1, 2]]
+
+    b = _Builder()  # two chains merge through a step reading both; one output
+    sx, sy = b.argument(x), b.argument(y)
+    a = b.op("multiply", sx, b.constant(2.0))
+    e = b.op("multiply", sy, b.constant(3.0))
+    c = b.op("add", a, e)
+    cases["merge"] = b.program([c]), (x, y), [[0, 1, 2]]
+
+    b = _Builder()  # of two chains, the one with an early reader is left out of the merge
+    sx, sy = b.argument(x), b.argument(y)
+    a = b.op("multiply", sx, b.constant(2.0))
+    r = b.op("reduce_sum", a, axis=(1,), keepdims=True)
+    e = b.op("multiply", sy, r)
+    c = b.op("add", a, e)
+    cases["partial merge"] = b.program([c]), (x, y), [[0], [2, 3]]
+
+    b = _Builder()  # float16 and complex slots have no C type: those steps stay out
+    sx = b.argument(x)
+    h = b.op("cast", sx, dtype=np.dtype("float16"))
+    h2 = b.op("add", h, b.constant(1.0))
+    z = b.op("multiply", sx, b.constant(1j))
+    f = b.op("cast", h2, dtype=np.dtype("float32"))
+    g = b.op("multiply", f, sx)
+    cases["no C type"] = b.program([g, z]), (x,), [[4]]
+
+    b = _Builder()  # a multi-output group: an intermediate read later, and a program result
+    sx = b.argument(x)
+    a = b.op("multiply", sx, b.constant(0.5))
+    c = b.op("add", a, b.constant(1.0))
+    d = b.op("subtract", c, sx)
+    r = b.op("reduce_sum", c, axis=None, keepdims=False)
+    cases["outputs"] = b.program([d, r, a]), (x,), [[0, 1, 2]]
+    return cases
+
+
+@pytest.fixture(scope="module")
+def user_primitives():
+    """A user primitive with an expression (a scaled softsign) and an elementwise one without,
+    removed from the registry afterwards."""
+    @gg.primitive(name="test_fusion_softsign", kind="elementwise")
+    def softsign(x, *, alpha):
+        return x / (1 + np.abs(x)) * alpha
+
+    @softsign.defexpr("gg_multiply(gg_divide(gg_cast<{T}>({0}), gg_add(({T})1, gg_abs(gg_cast<{T}>({0})))), "
+                      "gg_cast<{T}>({alpha}))")
+    def softsign_numpy(xp, out, x, *, alpha):
+        xp.abs(x, out=out)
+        xp.add(out, 1, out=out)
+        xp.divide(x, out, out=out)
+        return xp.multiply(out, alpha, out=out)
+
+    @gg.primitive(name="test_fusion_halve", kind="elementwise")
+    def halve(x):
+        return x * 0.5
+
+    yield softsign, halve
+    dispatch.REGISTRY.pop("test_fusion_softsign", None)
+    dispatch.REGISTRY.pop("test_fusion_halve", None)
+
+
+def _user_primitive_program(softsign, halve):
+    x = gg.constant(np.linspace(-3.0, 3.0, 24, dtype=np.float32).reshape(4, 6))
+
+    @gg.function(compile=False)
+    def step(x, scale):
+        s = softsign(x * scale + 1.0, alpha=0.5) - x
+        total = gg.reduce_sum(s, axis=0)
+        return total, halve(s) + 2.0
+
+    with _captured_programs() as programs:
+        step(x, 0.75)
+    return programs[0], (x.numpy(), 0.75)
+
+
+@pytest.fixture(scope="module")
+def programs(user_primitives):
+    """{name: (program, args)} of every program the tests group."""
+    with gg.device("cpu"):  # NumPy values, whatever the default device (the GPU checks run on cuda:0)
+        table = {"two-layer regression": _two_layer_regression(),
+                 "user primitive": _user_primitive_program(*user_primitives)}
+    table.update({f"random {seed}": _random_program(seed) for seed in RANDOM_SEEDS})
+    table.update({f"rule: {name}": (program, args) for name, (program, args, _) in _ordering_programs().items()})
+    return table
+
+
+# ---------------------------------------------------------------------------------------
+# Running the steps with their forwards, the groups on the host
+
+def _reference(program, args):
+    """Every slot's value when the program's steps run with their forwards (on copies of the
+    array constants), and the value each step read from a constant slot, as it read it."""
+    values = {s: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for s, v in program.constants.items()}
+    values.update(zip(program.arg_slots, args))
+    reads = {}
+    with np.errstate(all="ignore"):
+        for index, step in enumerate(program.steps):
+            for s in step.inputs:
+                if s in program.constants and isinstance(values[s], np.ndarray):
+                    reads[index, s] = values[s].copy()
+            result = step.fn(*(values[s] for s in step.inputs), **(step.params or {}))
+            if step.output is not None:
+                values[step.output] = result
+    return values, reads
+
+
+def _group_inputs(group, values, reads):
+    """The values of the group's input slots as its members read them."""
+    inputs = []
+    for slot in group.inputs:
+        first = next(i for i, step in zip(group.indices, group.steps) if slot in step.inputs)
+        inputs.append(reads.get((first, slot), values[slot]))
+    return inputs
+
+
+def _ulps(group, slot):
+    """The bound of output `slot` of `group` (0: bit for bit): LIBM_ULPS for its step."""
+    step = next(step for step in group.steps if step.output == slot)
+    dtype = group.avals[slot][1]
+    if step.name == "power" and group.constants.get(step.inputs[1], None) in FAST_POWERS:
+        return 0
+    return LIBM_ULPS.get((step.name, dtype.name), 0)
+
+
+def _disagreement(got, want, ulps=0):
+    """'' when `got` equals `want` bit for bit (any NaN for a NaN), or within `ulps` ulps."""
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+    got, want = np.ascontiguousarray(got).ravel(), np.ascontiguousarray(want).ravel()
+    if want.dtype.kind == "c":  # (only steps that stay out of groups compute these) real and imaginary parts
+        parts = np.dtype(f"f{want.dtype.itemsize // 2}")
+        return _disagreement(got.view(parts), want.view(parts), ulps)
+    if want.dtype.kind != "f":
+        bad = np.flatnonzero(got != want)
+    else:
+        unsigned = np.dtype(f"u{want.dtype.itemsize}")
+        g, w = got.view(unsigned).astype(object), want.view(unsigned).astype(object)
+        bad = np.flatnonzero((g != w) & ~(np.isnan(got) & np.isnan(want)))
+        if ulps and len(bad):
+            sign = 1 << (8 * want.dtype.itemsize - 1)
+
+            def ordered(bits):
+                return -(bits & (sign - 1)) if bits & sign else bits
+
+            bad = [i for i in bad if np.isnan(got[i]) or np.isnan(want[i]) or (g[i] & sign) != (w[i] & sign)
+                   or abs(ordered(g[i]) - ordered(w[i])) > ulps]
+    if not len(bad):
+        return ""
+    return (f"{len(bad)} of {want.size} elements disagree" + (f" beyond {ulps} ulps" if ulps else "") + ": "
+            + ", ".join(f"at {i} got {got[i]!r} want {want[i]!r}" for i in bad[:5]))
+
+
+_SCALARS = {np.float64: ctypes.c_double, np.int64: ctypes.c_longlong, np.int32: ctypes.c_int}
+
+
+def _call_host(function, group, inputs):
+    """The group's outputs from its generated host loop, on C-contiguous copies of `inputs`."""
+    inputs = [np.array(v, dtype=group.avals[s][1], order="C") if type(group.avals[s]) is tuple else v
+              for s, v in zip(group.inputs, inputs)]
+    outs = [np.full(group.shape, 7, group.avals[s][1]) for s in group.outputs]  # nothing may read them first
+    arguments = [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else _SCALARS[type(a)](a)
+                 for a in group.kernel_arguments(outs, inputs)]
+    function(*arguments)
+    return outs
+
+
+class _HostBuild:
+    """The generated sources compiled on the host with g++, as tests/test_expressions.py does,
+    each source once: every missing one in one translation unit (the sources include the header
+    behind its guard and name everything after their kernel)."""
+
+    def __init__(self, folder):
+        self.folder, self.libraries = folder, {}
+
+    def functions(self, groups):
+        missing = {g.kernel_name: g.cuda_source() for g in groups if g.kernel_name not in self.libraries}
+        if missing:
+            stem = self.folder / f"fused{len(list(self.folder.glob('*.so')))}"
+            stem.with_suffix(".cpp").write_text("\n".join(missing.values()))
+            build = subprocess.run(["g++", "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
+                                    f"-I{HEADER_DIR}", "-o", str(stem.with_suffix(".so")),
+                                    str(stem.with_suffix(".cpp"))], capture_output=True, text=True, timeout=300)
+            assert build.returncode == 0, build.stderr[-4000:]
+            library = ctypes.CDLL(str(stem.with_suffix(".so")))
+            self.libraries.update(dict.fromkeys(missing, library))
+        return [getattr(self.libraries[g.kernel_name], g.kernel_name + "_host") for g in groups]
+
+
+@pytest.fixture(scope="module")
+def host(programs, tmp_path_factory):
+    """A _HostBuild with every group of every program built (one g++ run)."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not on PATH: the generated sources are not compiled on the host")
+    build = _HostBuild(tmp_path_factory.mktemp("fusion"))
+    build.functions([g for program, _ in programs.values() for g in fusion.find_groups(program)])
+    return build
+
+
+# ---------------------------------------------------------------------------------------
+# Grouping on traced programs
+
+def _names(groups):
+    return [[step.name for step in g.steps] for g in groups]
+
+
+def test_two_layer_regression_groups(programs):
+    program, _ = programs["two-layer regression"]
+    groups = fusion.find_groups(program)
+    assert _names(groups) == [["add", "sigmoid"], ["add", "subtract", "square"], ["square_backward", "negative"],
+                              ["sigmoid_backward"]]
+    forward, loss, backward, hidden = groups
+    assert forward.shape == hidden.shape == (300, 3) and loss.shape == backward.shape == (300, 1)
+    # The loss group keeps the residual for square_backward and the squares for reduce_mean.
+    assert [program.avals[s] for s in loss.outputs] == [((300, 1), np.dtype("float32"))] * 2
+    assert len(forward.outputs) == len(backward.outputs) == len(hidden.outputs) == 1
+    assert [s for s, _, _ in forward.scratch] == [forward.steps[0].output]
+    # reduce_mean_backward (no expression) runs alone; each group is one kernel a step.
+    units = fusion.schedule(program, groups)
+    alone = [program.steps[u].name for u in units if isinstance(u, int)]
+    assert "reduce_mean_backward" in alone and not {"add", "sigmoid", "negative"} & set(alone)
+    assert sum(isinstance(u, fusion.Group) for u in units) == 4
+    assert len({g.kernel_name for g in groups}) == 4
+
+
+def test_user_primitive_joins_a_group_like_a_built_in(programs):
+    program, _ = programs["user primitive"]
+    groups = fusion.find_groups(program)
+    assert _names(groups) == [["multiply", "add", "test_fusion_softsign", "subtract"], ["add"]]
+    chain, tail = groups
+    # The number argument is a kernel parameter; the constant 1.0 and alpha are C literals.
+    assert [role for role, _, _ in chain.parameters].count("number") == 1
+    source = chain.cuda_source()
+    assert "double a" in source and "0x1.0000000000000p+0" in source and "0x1.0000000000000p-1" in source
+    # test_fusion_halve has no expression: it runs alone, between the two groups.
+    units = fusion.schedule(program, groups)
+    assert [program.steps[u].name if isinstance(u, int) else "group" for u in units] == [
+        "group", "reduce_sum", "test_fusion_halve", "group"]
+    assert tail.inputs[0] == program.steps[units[2]].output
+
+
+@pytest.mark.parametrize("name", list(_ordering_programs()), ids=str)
+def test_grouping_rule(name, programs):
+    program, _ = programs[f"rule: {name}"]
+    expected = _ordering_programs()[name][2]
+    assert [list(g.indices) for g in fusion.find_groups(program)] == expected
+
+
+def test_every_fusable_step_is_in_one_group_and_groups_are_connected(programs):
+    for name, (program, _) in programs.items():
+        groups = fusion.find_groups(program)
+        members = [i for g in groups for i in g.indices]
+        assert sorted(members) == [i for i, s in enumerate(program.steps) if fusion.fusable(program, s)], name
+        for g in groups:
+            assert all(program.avals[s.output][0] == g.shape for s in g.steps), name
+            # The members are connected through producer -> consumer edges among them.
+            outputs = {s.output: k for k, s in enumerate(g.steps)}
+            edges = {k: set() for k in range(len(g.steps))}
+            for k, step in enumerate(g.steps):
+                for slot in step.inputs:
+                    if slot in outputs:
+                        edges[k].add(outputs[slot])
+                        edges[outputs[slot]].add(k)
+            reached, frontier = {0}, [0]
+            while frontier:
+                for other in edges[frontier.pop()] - reached:
+                    reached.add(other)
+                    frontier.append(other)
+            assert len(reached) == len(g.steps), (name, g)
+
+
+def test_equal_groups_share_a_kernel_and_others_do_not():
+    def chain(shape, constant, dtype="float32"):
+        b = _Builder()
+        x = b.argument(np.ones(shape, dtype))
+        c = b.op("add", b.op("multiply", x, b.constant(constant)), x)
+        return fusion.find_groups(b.program([c]))[0]
+
+    same = chain((4, 5), 2.0), chain((4, 5), 2.0)
+    assert same[0].kernel_name == same[1].kernel_name and same[0].cuda_source() == same[1].cuda_source()
+    others = [chain((5, 4), 2.0), chain((4, 5), 3.0), chain((4, 5), 2.0, "float64")]
+    assert len({g.kernel_name for g in others + [same[0]]}) == 4
+
+
+def test_device_source_inlines_the_header():
+    b = _Builder()
+    x = b.argument(np.ones((3,), np.float32))
+    group = fusion.find_groups(b.program([b.op("sigmoid", x)]))[0]
+    assert '#include "expressions.cuh"' in group.cuda_source()
+    device = group.device_source()
+    assert "#include" not in device and "#define GG_EXPRESSIONS_CUH" in device
+    assert device.endswith(group.cuda_source().split('#include "expressions.cuh"', 1)[1])
+
+
+# ---------------------------------------------------------------------------------------
+# The groups against the forwards
+
+@pytest.mark.parametrize("name", ["two-layer regression", "user primitive"]
+                         + [f"random {seed}" for seed in RANDOM_SEEDS]
+                         + [f"rule: {name}" for name in _ordering_programs()], ids=str)
+def test_groups_agree_with_the_forwards(name, programs, host):
+    program, args = programs[name]
+    values, reads = _reference(program, args)
+    groups = fusion.find_groups(program)
+    for group, function in zip(groups, host.functions(groups)):
+        inputs = _group_inputs(group, values, reads)
+        with np.errstate(all="ignore"):
+            got = _call_host(function, group, inputs)
+        for slot, out in zip(group.outputs, got):
+            problem = _disagreement(out, np.asarray(values[slot]), _ulps(group, slot))
+            assert not problem, f"{group} output %{slot}, host build: {problem}\n{group.cuda_source()}"
+        outs = [np.full(group.shape, 3, group.avals[s][1]) for s in group.outputs]
+        scratch = [np.full(shape, 5, dtype) for _, shape, dtype in group.scratch]
+        with np.errstate(all="ignore"):
+            returned = group.run_numpy(np, outs, inputs, scratch)
+        assert all(r is o for r, o in zip(returned, outs))
+        for slot, out in zip(group.outputs, outs):
+            problem = _disagreement(out, np.asarray(values[slot]))
+            assert not problem, f"{group} output %{slot}, run_numpy: {problem}"
+
+
+def _run_schedule(program, args, run_group):
+    """The program's output values with its schedule: groups through run_group(group, inputs)
+    (which returns the outputs), the other steps with their forwards."""
+    values = {s: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for s, v in program.constants.items()}
+    values.update(zip(program.arg_slots, args))
+    with np.errstate(all="ignore"):
+        for unit in fusion.schedule(program):
+            if isinstance(unit, fusion.Group):
+                outs = run_group(unit, [values[s] for s in unit.inputs])
+                values.update(zip(unit.outputs, outs))
+            else:
+                step = program.steps[unit]
+                result = step.fn(*(values[s] for s in step.inputs), **(step.params or {}))
+                if step.output is not None:
+                    values[step.output] = result
+    return [values[s] for s in program.output_slots]
+
+
+def test_schedules_compute_the_program(programs, host):
+    """Each program's schedule, with run_numpy and with the host builds, computes what
+    evaluate() does (the rule programs included: crossing a step, effects, partial merges)."""
+    for name, (program, args) in programs.items():
+        if name == "two-layer regression":
+            continue  # its SGD host step advances the real optimizer; its groups are checked above
+        constants = {s: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                     for s, v in program.constants.items()}
+        with np.errstate(all="ignore"):
+            want = evaluate(program.with_steps(program.steps, constants), *args)
+        numpy_run = _run_schedule(program, args, lambda g, inputs: g.run_numpy(
+            np, [np.empty(g.shape, g.avals[s][1]) for s in g.outputs], inputs))
+        host_run = _run_schedule(program, args, lambda g, inputs: _call_host(host.functions([g])[0], g, inputs))
+        producers = program.producer()
+        for slot, w, n, h in zip(program.output_slots, want, numpy_run, host_run):
+            problem = _disagreement(np.asarray(n), np.asarray(w))
+            assert not problem, f"{name}: output %{slot}, run_numpy schedule: {problem}"
+            step = program.steps[producers[slot]]
+            group = next((g for g in fusion.find_groups(program) if producers[slot] in g.indices), None)
+            ulps = _ulps(group, slot) if group is not None else 0
+            problem = _disagreement(np.asarray(h), np.asarray(w), ulps)
+            assert not problem, f"{name}: output %{slot} ({step.name}), host schedule: {problem}"
+
+
+def test_random_programs_fuse(programs):
+    """The random programs are not trivial: most have a multi-step group, some several outputs,
+    number arguments and literals, broadcast inputs, mixed dtypes."""
+    groups = [g for seed in RANDOM_SEEDS for g in fusion.find_groups(programs[f"random {seed}"][0])]
+    assert sum(len(g.steps) > 1 for g in groups) >= 12
+    assert sum(len(g.outputs) > 1 for g in groups) >= 3
+    assert any(role == "number" for g in groups for role, _, _ in g.parameters)
+    assert any(g.constants for g in groups)
+    assert any(type(g.avals[s]) is tuple and g.avals[s][0] != g.shape for g in groups for s in g.inputs)
+    assert len({str(g.avals[s.output][1]) for g in groups for s in g.steps}) >= 4
+
+
+# ---------------------------------------------------------------------------------------
+# The CUDA sources
+
+def _all_sources(programs):
+    return list(dict.fromkeys(g.cuda_source() for program, _ in programs.values()
+                              for g in fusion.find_groups(program)))
+
+
+def test_generated_sources_compile_with_nvcc(programs, tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not on PATH (CI compiles the generated kernels where it is)")
+    sources = _all_sources(programs)
+    for index, source in enumerate(sources):
+        assert source.splitlines()[1] == '#include "expressions.cuh"', source
+        (tmp_path / f"fused_{index}.cu").write_text(source)
+    # One translation unit (each source includes the header, which its guard keeps to one copy,
+    # and names everything after its own kernel), so nvcc starts once.
+    (tmp_path / "all.cu").write_text("".join(f'#include "fused_{i}.cu"\n' for i in range(len(sources))))
+    build = subprocess.run([nvcc, "--std=c++17", "-arch=sm_80", "-c", f"-I{HEADER_DIR}", f"-I{tmp_path}", "-o",
+                            str(tmp_path / "all.o"), str(tmp_path / "all.cu")],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-4000:]
+    symbols = subprocess.run(["nm", str(tmp_path / "all.o")], capture_output=True, text=True).stdout
+    names = {g.kernel_name for program, _ in programs.values() for g in fusion.find_groups(program)}
+    assert all(name in symbols for name in names)
+
+
+@pytest.mark.gpu
+def test_generated_kernels_run_on_the_gpu(programs):
+    """The two-layer step's and the random programs' kernels, compiled as kernels.compile_source
+    compiles (NVRTC, the header inlined, CuPy's -ftz=true) and launched with a small grid so the
+    grid-stride loop runs: the forwards' outputs, within the same bounds as the host build."""
+    cupy = pytest.importorskip("cupy")
+    from gpugrad import kernels
+    for name in ["two-layer regression"] + [f"random {seed}" for seed in RANDOM_SEEDS]:
+        program, args = programs[name]
+        values, reads = _reference(program, args)
+        groups = fusion.find_groups(program)
+        for group in groups:
+            inputs = _group_inputs(group, values, reads)
+            kernel = kernels.compile_source(group.device_source()).get_function(group.kernel_name)
+            device_inputs = [cupy.asarray(np.array(v, order="C")) if type(group.avals[s]) is tuple else v
+                             for s, v in zip(group.inputs, inputs)]
+            outs = [cupy.empty(group.shape, group.avals[s][1]) for s in group.outputs]
+            kernel((2,), (32,), group.kernel_arguments(outs, device_inputs))
+            for slot, out in zip(group.outputs, outs):
+                problem = _disagreement(out.get(), np.asarray(values[slot]), _ulps(group, slot))
+                assert not problem, f"{name}: {group} output %{slot}: {problem}"
