@@ -7,8 +7,8 @@ puts the groups and the other steps in an order a lowering can run. Each `Group`
 - `cuda_source()`: one CUDA kernel computing all of the group's outputs in a single
   grid-stride pass over its iteration space, each member's expression rendered into a local
   variable; the per-element work is a GG_HD function that a g++ build (no __CUDACC__) calls
-  from an `extern "C"` host loop instead, so the exact generated code runs on a CPU too;
-  `device_source()` is the same text with its header inlined, for kernels.compile_source;
+  from an `extern "C"` host loop instead, so the exact generated code runs on a CPU too
+  (kernels.compile_source inlines its header for NVRTC);
 - `run_numpy(xp, outs, inputs, scratch)`: the members' NumPy forms (Expression.numpy) in
   order, writing the outputs into `outs` and the intermediates into `scratch` buffers
   (`Group.scratch` lists their shapes and dtypes), for a memory planner's buffers.
@@ -51,7 +51,7 @@ iteration shape (each element's inputs are read before its outputs are written),
 a broadcast one. The kernel is named by a hash of its text, with its parameters and locals
 named by position rather than by slot, so equal groups (the same primitives, parameters,
 dtypes, shapes and constants, in the same order) share one compiled kernel. Launch it with
-any 1-D grid: kernels.compile_source(group.device_source()).get_function(group.kernel_name)
+any 1-D grid: kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
 over group.kernel_arguments(outs, inputs) (the source exports an `extern "C"` kernel and
 no template instantiation, so compile_source passes CuPy no name expressions and the name
 resolves as it stands).
@@ -61,15 +61,12 @@ writes text and calls the array module a caller passes in.
 """
 import hashlib
 import math
-import re
 
 import numpy
 
 from . import dispatch as _dispatch
-from . import kernels as _kernels
 
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
-_INCLUDE = re.compile(r'^#include "(\w+\.cuh)".*$', re.MULTILINE)
 HEADER = "expressions.cuh"
 
 
@@ -255,11 +252,6 @@ class Group:
             self._source = body.replace("@NAME@", self._name)
         return self._source
 
-    def device_source(self):
-        """cuda_source() with its header inlined, as kernels.compile_source needs it (NVRTC
-        gets no include path)."""
-        return inline_headers(self.cuda_source())
-
     def _body(self):
         names = {}  # slot -> its C text in the element function
         declarations, lines = [], []
@@ -393,10 +385,3 @@ def _index(shape, into, i="i", suffix="LL"):
             terms.append(coordinate if s == 1 else f"({coordinate}) * {s}{suffix}")
         inner *= extent
     return " + ".join(reversed(terms)) or "0"
-
-
-def inline_headers(source):
-    """`source` with each `#include "name.cuh"` line replaced by that header of the kernel
-    folder (kernels.source_dir()), as kernels.py does for its .cu files: kernels.compile_source
-    compiles a string as it stands, and NVRTC gets no include path."""
-    return _INCLUDE.sub(lambda match: (_kernels.source_dir() / match.group(1)).read_text(), source)

@@ -76,15 +76,25 @@ def _cupy():
 
 @functools.cache  # keyed by the text itself (its hash): equal sources share one module
 def compile_source(source):
-    """The cupy.RawModule of CUDA C++ `source`: a kernel file's text or a generated kernel.
+    """The cupy.RawModule of CUDA C++ `source`: a kernel file's text or a generated kernel,
+    its `#include "x.cuh"` lines of the kernel folder inlined.
 
     Compiled once per process and text; CuPy compiles on first use, per device, and keeps
     the binary in its on-disk cache keyed by the text and options, so a second process
     compiles nothing. The explicit instantiations `template __global__ void name<T>(...);`
     name the kernels it exports, as `name<T>`.
     """
+    source = _LOCAL_INCLUDE.sub(lambda match: (source_dir() / match.group(1)).read_text(), source)
     expressions = [f"{kernel}<{ctype}>" for kernel, ctype, _ in _INSTANTIATION.findall(source)]
     return _cupy().RawModule(code=source, options=_OPTIONS, name_expressions=expressions)
+
+
+def launch_grid_stride(function, size, arguments, stream=None):
+    """Launch `function`, a compiled kernel with a grid-stride loop over `size` elements
+    (a generated one: fusion.py), with `arguments`, on `stream` (None: the current one)."""
+    if size:
+        with _on(stream):
+            function((_grid(size),), (_BLOCK,), arguments)
 
 
 @functools.cache

@@ -545,16 +545,6 @@ def test_equal_groups_share_a_kernel_and_others_do_not():
     assert len({g.kernel_name for g in others + [same[0]]}) == 4
 
 
-def test_device_source_inlines_the_header():
-    b = _Builder()
-    x = b.argument(np.ones((3,), np.float32))
-    group = fusion.find_groups(b.program([b.op("sigmoid", x)]))[0]
-    assert '#include "expressions.cuh"' in group.cuda_source()
-    device = group.device_source()
-    assert "#include" not in device and "#define GG_EXPRESSIONS_CUH" in device
-    assert device.endswith(group.cuda_source().split('#include "expressions.cuh"', 1)[1])
-
-
 # ---------------------------------------------------------------------------------------
 # The groups against the forwards
 
@@ -677,7 +667,7 @@ def test_generated_kernels_run_on_the_gpu(programs):
         groups = fusion.find_groups(program)
         for group in groups:
             inputs = _group_inputs(group, values, reads)
-            kernel = kernels.compile_source(group.device_source()).get_function(group.kernel_name)
+            kernel = kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
             device_inputs = [cupy.asarray(np.array(v, order="C")) if type(group.avals[s]) is tuple else v
                              for s, v in zip(group.inputs, inputs)]
             outs = [cupy.empty(group.shape, group.avals[s][1]) for s in group.outputs]

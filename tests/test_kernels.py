@@ -353,3 +353,10 @@ def test_a_kernel_file_compiles_through_the_same_route_once(fake_cupy):
     assert kernels._kernel("sigmoid_backward", np.dtype("float32")) == "sigmoid_backward<float>"
     assert kernels._kernel("sigmoid_backward", np.dtype("float64")) == "sigmoid_backward<double>"
     assert [code for code, _, _ in fake_cupy] == [kernels._source("sigmoid_backward")]
+
+
+def test_compile_source_inlines_the_kernel_folders_headers(fake_cupy):
+    kernels.compile_source.cache_clear()
+    kernels.compile_source('#include "expressions.cuh"\nextern "C" __global__ void k() {}\n')
+    code, _, names = _FakeModule.compiled[-1]
+    assert "#include" not in code and "#define GG_EXPRESSIONS_CUH" in code and names == ()
