@@ -39,12 +39,14 @@ def _plan(trace, result, compiled):
     reason = _graphs.unsupported(trace) if compiled else "the compiler is off (gg.function(compile=False))"
     if reason is None:
         host = [step for step in trace.steps if step.kind == "host"]
-        device = [step for step in trace.steps if step.kind != "host"]
         written = tuple({id(v): v for step in trace.steps if step.kind == "update" for v in step.fn.written}.values())
-        replay = graph = _graphs.GraphReplay(_compile(host, [], [], constants),
-                                             _compile(device, trace.arg_slots, trace.output_slots, constants),
-                                             replay, written)
-        lowering = None
+        try:
+            device, lowering = _graphs.fused_device_replay(_program.Program.from_trace(trace))
+        except Exception as error:  # a generated kernel the compiler rejects: each step launches its own
+            device = _compile([step for step in trace.steps if step.kind != "host"], trace.arg_slots,
+                              trace.output_slots, constants)
+            lowering = f"not fused: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        replay = graph = _graphs.GraphReplay(_compile(host, [], [], constants), device, replay, written)
     elif compiled and _lowering.on_host(trace.values):
         # On the CPU a BLAS product of a degenerate shape beats its elementwise rewrite, and
         # nothing fuses: only constant folding and dead-code elimination pay.
@@ -251,7 +253,7 @@ class Function:
         steps = plan.trace.steps
         host = sum(step.kind == "host" for step in steps)
         if plan.graph is not None:
-            how = plan.graph.status
+            how = f"{plan.graph.status}\n{plan.trace.lowering}"
         else:
             how = plan.trace.lowering
         return (f"{text}\n{len(steps) - host} array calls and {host} host steps a call\n"

@@ -27,6 +27,10 @@ import os
 
 from . import backend as _backend
 from . import cublas as _cublas
+from . import fusion as _fusion
+from . import kernels as _kernels
+from . import lowering as _lowering
+from . import passes as _passes
 
 
 def unsupported(trace):
@@ -124,3 +128,46 @@ class GraphReplay:
         self._graph, self._outputs, self._static, self._sources = graph, captured, static, list(inputs)
         self._pool, self._stream, self._route = pool, stream, route  # alive as long as the graph
         return result
+
+
+def fused_device_replay(program, run_group=None):
+    """(replay, description): the device part of `program` (every step but the host ones)
+    after the compiler's passes, its elementwise groups fused into generated kernels, which
+    are compiled here, before anything runs; `description` lists the groups and their
+    sources for `explain()`. Raises what the kernel compiler raises. `run_group(group)`
+    makes a group's runner (default: the CUDA kernel; tests pass one running the group's
+    NumPy forms, to check the whole lowering on a CPU)."""
+    run_group = run_group or _cuda_group
+    program = _passes.default_pipeline(program)
+    units = [unit for unit in _fusion.schedule(program)
+             if type(unit) is not int or program.steps[unit].kind != "host"]
+    groups = [unit for unit in units if type(unit) is not int and unit.outputs]
+    runners = {id(group): run_group(group) for group in groups}
+    replay = _lowering.lower_schedule(program, units, lambda group: runners[id(group)])
+    others = sum(type(unit) is int for unit in units)
+    lines = [f"{len(groups)} fused kernels and {others} other array calls a step, after the passes "
+             f"(constant folding, degenerate matmuls as elementwise and reduction ops, dead-code elimination):"]
+    lines += [f"  kernel {index}: {group!r}" for index, group in enumerate(groups)]
+    lines.append("  other array calls: " + ", ".join(program.steps[unit].name for unit in units if type(unit) is int))
+    for index, group in enumerate(groups):
+        lines.append(f"kernel {index} source:")
+        lines += [f"  {line}" for line in group.cuda_source().splitlines()]
+    return replay, "\n".join(lines)
+
+
+def _cuda_group(group):
+    """The runner of a fused group on CUDA: its kernel compiled now, then per call the
+    outputs allocated (from the graph's private pool inside a capture), the array inputs
+    made contiguous, one launch."""
+    function = _kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
+    outputs = [(group.shape, group.avals[slot][1]) for slot in group.outputs]
+    arrays = [type(group.avals[slot]) is tuple for slot in group.inputs]
+    size = group.size
+    cupy = _backend._cupy
+
+    def run(*inputs):
+        inputs = [cupy.ascontiguousarray(value) if array else value for value, array in zip(inputs, arrays)]
+        outs = [cupy.empty(shape, dtype) for shape, dtype in outputs]
+        _kernels.launch_grid_stride(function, size, group.kernel_arguments(outs, inputs))
+        return outs
+    return run

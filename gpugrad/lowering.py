@@ -202,3 +202,42 @@ def _fresh(out):
 
 def _unalias(out, *inputs):
     return out.copy() if out.base is not None or any(out is i for i in inputs) else out
+
+
+def lower_schedule(program, units, run_group):
+    """A straight-line replay of `program` in the order of `units` (fusion.schedule: fused
+    Groups and the indices of the other steps), each Group run by the callable
+    `run_group(group)` returns: `run(*inputs)` -> its output arrays (one per slot of
+    `group.outputs`), `inputs` holding a value for every slot of `group.inputs`. The other
+    steps call their forwards, as the plain replay does. This is the device lowering; on
+    the CPU `lower` plans buffers instead."""
+    bound = {"_unalias": _unalias}
+    bound.update((f"v{slot}", value) for slot, value in program.constants.items())
+    lines = []
+    for index, unit in enumerate(units):
+        if type(unit) is int:
+            step = program.steps[unit]
+            arguments = ", ".join(f"v{s}" for s in step.inputs)
+            if step.params:
+                bound[f"p{index}"] = step.params
+                arguments += f", **p{index}"
+            bound[f"f{index}"] = step.fn
+            call = f"f{index}({arguments})"
+            if step.output is None:
+                lines.append(call)
+            elif step.reads_variable:
+                lines.append(f"v{step.output} = _unalias({call}, {', '.join(f'v{s}' for s in step.inputs)})")
+            else:
+                lines.append(f"v{step.output} = {call}")
+        elif unit.outputs:
+            bound[f"g{index}"] = run_group(unit)
+            targets = "".join(f"v{s}, " for s in unit.outputs)
+            lines.append(f"{targets}= g{index}({', '.join(f'v{s}' for s in unit.inputs)})")
+    lines.append(f"return ({''.join(f'v{slot}, ' for slot in program.output_slots)})")
+    signature = ", ".join([f"v{s}" for s in program.arg_slots] + ["*"] + [f"{n}={n}" for n in bound])
+    source = f"def replay({signature}):\n" + "".join(f"    {line}\n" for line in lines)
+    namespace = {}
+    exec(compile(source, "<gg.function fused replay>", "exec"), bound, namespace)
+    replay = namespace["replay"]
+    replay.source = source
+    return replay

@@ -1,0 +1,70 @@
+"""The device lowering of a compiled step (graphs.fused_device_replay: the passes, fused
+groups, the schedule) checked on the CPU: each fused group runs its NumPy forms in place of
+its CUDA kernel, so every pass, grouping and scheduling decision is tested without a GPU.
+On a GPU, tests/test_compiled_programs.py runs the same programs through the kernels."""
+import importlib
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+from gpugrad import graphs
+from test_compiled_programs import _program
+
+_function = importlib.import_module("gpugrad.function")
+
+
+def _numpy_group(group):
+    def run(*inputs):
+        outs = [np.empty(group.shape, group.avals[slot][1]) for slot in group.outputs]
+        return group.run_numpy(np, outs, inputs)
+    return run
+
+
+def _fused_on_the_cpu(step, *args, monkeypatch):
+    """A function running `step` as a compiled CUDA step would: host steps, then the fused
+    device replay (groups through their NumPy forms); and the lowering's description."""
+    programs, lower = [], _function._lowering.lower
+    monkeypatch.setattr(_function._lowering, "lower", lambda program: programs.append(program) or lower(program))
+    gg.function(step)(*args)  # the capture runs one eager step; the CPU plan it makes is not used
+    monkeypatch.undo()
+    program = programs[0]
+    device, description = graphs.fused_device_replay(program, _numpy_group)
+    host = [s for s in program.steps if s.kind == "host"]
+
+    def run(*inputs):
+        for h in host:
+            h.fn()
+        return device(*(t._data for t in inputs))
+    return run, description
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", range(24))
+def test_the_fused_lowering_equals_eager_on_random_programs(seed, dtype, monkeypatch):
+    fused_step, fused_vars, x = _program(seed, "cpu", dtype)
+    eager_step, eager_vars, _ = _program(seed, "cpu", dtype)
+    eager_step(x)  # the capture ran one eager step of the fused program's copy
+    run, description = _fused_on_the_cpu(fused_step, x, monkeypatch=monkeypatch)
+    assert "fused kernels" in description
+    # the passes rewrite degenerate products (K=1 exactly; N=1 and M=1 as sums, in another order)
+    rtol, atol = (1e-12, 1e-14) if dtype == "float64" else (2e-6, 1e-6)
+    for _ in range(3):
+        (loss,), expected = run(x), eager_step(x)
+        np.testing.assert_allclose(loss, expected.numpy(), rtol=rtol, atol=atol)
+        for u, v in zip(fused_vars, eager_vars):
+            np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=rtol, atol=atol, err_msg=u.name)
+
+
+def test_the_seed_step_fuses_into_few_kernels_and_no_matmul(monkeypatch):
+    from test_graphs import _net
+    step, variables, x, y = _net("cpu", "float32", gg.optimizers.SGD(0.1))
+    run, description = _fused_on_the_cpu(step, x, y, monkeypatch=monkeypatch)
+    first = description.splitlines()[0]
+    kernels, others = int(first.split()[0]), int(first.split()[4])
+    other = next(line for line in description.splitlines() if line.startswith("  other array calls: "))
+    assert kernels <= 8 and "matmul" not in other and "sgd_update" in other, description
+    assert "extern \"C\" __global__ void gg_fused_" in description
+    before = [v.numpy().copy() for v in variables]
+    run(x, y)
+    assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
