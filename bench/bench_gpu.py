@@ -19,8 +19,8 @@ import sys
 import numpy as np
 
 import gpugrad as gg
-from bench_training import (LR, gpugrad_eager_factory, gpugrad_function_factory, make_problem, numpy_step_factory,
-                            torch_step_factory)
+from bench_training import (LR, gpugrad_eager_factory, gpugrad_function_factory, gpugrad_plain_function_factory,
+                            make_problem, numpy_step_factory, torch_step_factory)
 
 CONFIGS = {"seed": (3, 300, 2000), "wide": (256, 10_000, 200), "large": (64, 16_000_000, 5)}
 
@@ -31,12 +31,6 @@ def on_device(factory):
         with gg.device("cuda"):
             return factory(x, y, params)
     return build
-
-
-def plain_function_factory(x, y, params):
-    """gg.function without the compiler: the plain replay, one launch per array call."""
-    step, weights = gpugrad_eager_factory(x, y, params)
-    return gg.function(step, compile=False), weights
 
 
 def cupy_factory(x, y, params):
@@ -195,7 +189,7 @@ def main():
         return 0
     import cupy
     factories = {"cupy (hand-written)": cupy_factory, "gpugrad eager": on_device(gpugrad_eager_factory),
-                 "gpugrad gg.function": on_device(plain_function_factory),
+                 "gpugrad gg.function": on_device(gpugrad_plain_function_factory),
                  "gpugrad compiled": on_device(gpugrad_function_factory)}
     try:
         import torch

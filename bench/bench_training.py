@@ -1,6 +1,7 @@
 """The seed training loop (1 -> H sigmoid -> 1, full batch, float32, SGD 0.1), timed side by
 side in one process: gpugrad eager (tape + optimizer), the same step under gg.function
-(captured once, replayed), the step hand-written in NumPy (as from the formulas, and
+(captured once, then compiled: on the CPU, a replay writing into buffers planned once),
+and under gg.function(compile=False) (the plain replay), the step hand-written in NumPy (as from the formulas, and
 tuned by measuring where a small NumPy step spends its time), and PyTorch CPU eager when
 it is installed.
 
@@ -59,6 +60,11 @@ def gpugrad_eager_factory(x, y, params):
 def gpugrad_function_factory(x, y, params):
     step, weights = gpugrad_eager_factory(x, y, params)
     return gg.function(step), weights
+
+
+def gpugrad_plain_function_factory(x, y, params):
+    step, weights = gpugrad_eager_factory(x, y, params)
+    return gg.function(step, compile=False), weights
 
 
 def numpy_step_factory(x, y, params, xp=np):
@@ -190,7 +196,8 @@ def main():
     args = parser.parse_args()
 
     factories = {"numpy (hand-written)": numpy_step_factory, "numpy (tuned)": tuned_numpy_step_factory,
-                 "gpugrad eager": gpugrad_eager_factory, "gpugrad gg.function": gpugrad_function_factory}
+                 "gpugrad eager": gpugrad_eager_factory, "gpugrad gg.function": gpugrad_function_factory,
+                 "gpugrad plain replay": gpugrad_plain_function_factory}
     try:
         import torch
         factories["pytorch eager"] = torch_step_factory
