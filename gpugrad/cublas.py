@@ -3,10 +3,11 @@
 CuPy refuses every cuBLAS call while a stream is capturing (its own stream-setting wrapper
 raises NotImplementedError), though cuBLAS itself captures correctly when its handle's
 stream and workspace are set before the capture begins. So a compiled step on CUDA makes
-its 2-D float32/float64 products through this module: `route(stream)` prepares a handle
-for one stream (set stream, preallocated workspace), and while it is active on this thread
-(`with route:`), matmul's CUDA implementation calls `gemm` on it instead of CuPy. Scalars
-alpha = 1 and beta = 0 are host values, fixed when the call is captured.
+its 2-D float32/float64 products through this module: `Route(stream)` prepares a handle
+for one stream (set stream, preallocated workspace); the graph lowering replaces each
+matmul step's forward with `capture_safe_matmul(forward)`, which calls `gemm` on the route
+active on this thread (`with route:`) instead of CuPy. Scalars alpha = 1 and beta = 0 are
+host values, fixed when the call is captured.
 
 It uses the libcublas that CuPy already loaded, so nothing new is installed or searched.
 """
@@ -104,3 +105,29 @@ class Route:
 def active():
     """The Route active on this thread (inside a compiled step's warm-up or capture), else None."""
     return getattr(_active, "route", None)
+
+
+def capture_safe_matmul(forward):
+    """A matmul forward for a CUDA-graph capture: 2-D float32/float64 products on the
+    active route, everything else (or with no route active) by `forward`."""
+    def matmul(x, y, *, transpose_a=False, transpose_b=False):
+        route = active()
+        if route is None or x.ndim != 2 or y.ndim != 2 or x.dtype != y.dtype or x.dtype.kind != "f" or (
+                x.dtype.itemsize not in (4, 8)):
+            return forward(x, y, transpose_a=transpose_a, transpose_b=transpose_b)
+        if transpose_a:
+            x = x.T
+        if transpose_b:
+            y = y.T
+        (m, k), (k2, n) = x.shape, y.shape
+        if k != k2 or m * n * k == 0:  # the forward names the shapes, or makes the empty result
+            return forward(x, y)
+        cupy = route.xp
+        if not (x.flags.c_contiguous or x.flags.f_contiguous):
+            x = cupy.ascontiguousarray(x)
+        if not (y.flags.c_contiguous or y.flags.f_contiguous):
+            y = cupy.ascontiguousarray(y)
+        out = cupy.empty((m, n), x.dtype)
+        route.gemm(x, y, out)
+        return out
+    return matmul

@@ -43,7 +43,8 @@ def _plan(trace, result, compiled):
         try:
             device, lowering = _graphs.fused_device_replay(_program.Program.from_trace(trace))
         except Exception as error:  # a generated kernel the compiler rejects: each step launches its own
-            device = _compile([step for step in trace.steps if step.kind != "host"], trace.arg_slots,
+            program = _graphs.capture_safe(_program.Program.from_trace(trace))
+            device = _compile([step for step in program.steps if step.kind != "host"], trace.arg_slots,
                               trace.output_slots, constants)
             lowering = f"not fused: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
         replay = graph = _graphs.GraphReplay(_compile(host, [], [], constants), device, replay, written)

@@ -14,7 +14,8 @@ What makes that correct:
   read where they live, so assignments between calls are seen.
 - Host steps (an optimizer's schedule and step count) run before each launch and write
   the step's values into device memory that the update kernels read.
-- Matrix products go through gpugrad's own cuBLAS handle (cublas.py), which captures.
+- Matrix products go through gpugrad's own cuBLAS handle (cublas.py), which captures: the
+  lowering swaps it in for the matmul steps it compiles.
 - Every intermediate lives in the private pool, which no other allocation can take.
 - Results are copied out, so a returned tensor keeps its value after the next call.
 - Variables written by the step are marked written after each launch, as eager updates do.
@@ -138,7 +139,7 @@ def fused_device_replay(program, run_group=None):
     makes a group's runner (default: the CUDA kernel; tests pass one running the group's
     NumPy forms, to check the whole lowering on a CPU)."""
     run_group = run_group or _cuda_group
-    program = _passes.default_pipeline(program)
+    program = capture_safe(_passes.default_pipeline(program))
     units = [unit for unit in _fusion.schedule(program)
              if type(unit) is not int or program.steps[unit].kind != "host"]
     groups = [unit for unit in units if type(unit) is not int and unit.outputs]
@@ -153,6 +154,14 @@ def fused_device_replay(program, run_group=None):
         lines.append(f"kernel {index} source:")
         lines += [f"  {line}" for line in group.cuda_source().splitlines()]
     return replay, "\n".join(lines)
+
+
+def capture_safe(program):
+    """`program` with each matmul step's forward replaced by cublas.capture_safe_matmul: a
+    compile-time choice for the graph, which leaves eager calls alone."""
+    return program.with_steps([step.replace(fn=_cublas.capture_safe_matmul(step.fn))
+                               if step.op is not None and step.op.name == "matmul" else step
+                               for step in program.steps])
 
 
 def _cuda_group(group):

@@ -1,13 +1,9 @@
 """The CUDA fast paths of the primitives: the fused elementwise backward ops launch their
 kernels (cuda_kernels/<name>.cu) through `_fused_kernel`, reduce_sum over axis 0 of a
 matrix (a dense layer's bias gradient) launches bias_gradient.cu, and the optimizers'
-updates launch their fused kernels; inside a compiled step's CUDA graph, 2-D matmuls go
-through gpugrad's own cuBLAS handle (cublas.py), which CuPy's would refuse. Importing this
-module registers them; other inputs (dtypes other than float32 and float64, for one) fall
-back to the xp forwards."""
-from .. import cublas as _cublas
+updates launch their fused kernels. Importing this module registers them; other inputs
+(dtypes other than float32 and float64, for one) fall back to the xp forwards."""
 from .. import kernels as _kernels
-from .linalg import matmul
 from .arithmetic import square_backward, squared_difference_backward
 from .elementwise_math import relu_backward, sigmoid_backward, tanh_backward
 from .reductions import reduce_sum
@@ -57,27 +53,3 @@ for _op, _launch in ((sgd_update, _kernels.sgd_update), (adam_update, _kernels.a
                      (rmsprop_update, _kernels.rmsprop_update), (adagrad_update, _kernels.adagrad_update)):
     _op.impl("cuda", _fused_update(_launch))
 
-
-@matmul.impl("cuda")
-def matmul_cuda(x, y, *, transpose_a=False, transpose_b=False):
-    """2-D float32/float64 products on the active cuBLAS route of a CUDA-graph capture;
-    everything else (and every eager call) is CuPy's."""
-    route = _cublas.active()
-    if route is None or x.ndim != 2 or y.ndim != 2 or x.dtype != y.dtype or x.dtype.kind != "f" or (
-            x.dtype.itemsize not in (4, 8)):
-        return NotImplemented
-    if transpose_a:
-        x = x.T
-    if transpose_b:
-        y = y.T
-    (m, k), (k2, n) = x.shape, y.shape
-    if k != k2 or m * n * k == 0:
-        return NotImplemented  # the reference names the shapes, or makes the empty result
-    cupy = route.xp
-    if not (x.flags.c_contiguous or x.flags.f_contiguous):
-        x = cupy.ascontiguousarray(x)
-    if not (y.flags.c_contiguous or y.flags.f_contiguous):
-        y = cupy.ascontiguousarray(y)
-    out = cupy.empty((m, n), x.dtype)
-    route.gemm(x, y, out)
-    return out
