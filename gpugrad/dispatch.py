@@ -373,6 +373,7 @@ def _make_update_op(forward, name, writes):
     Variables and records the call on this thread's capture; it returns None."""
 
     last_written = max(writes)
+    host_array = _backend.host_array_type()
 
     def op(*args, **params):
         device = None
@@ -380,10 +381,11 @@ def _make_update_op(forward, name, writes):
         for a in args:
             kind = type(a)
             if kind is Variable or kind is Tensor:
-                if device is None:
-                    device = a._device
-                elif a._device != device:
-                    _update_error(name, args)
+                if a._device is not device:
+                    if device is None:
+                        device = a._device
+                    elif a._device != device:
+                        _update_error(name, args)
                 data.append(a._data)
             elif a is None:
                 data.append(None)
@@ -391,13 +393,15 @@ def _make_update_op(forward, name, writes):
                 _update_error(name, args)
         if len(args) <= last_written:
             raise TypeError(f"{name}: takes an input {last_written}, which it writes; got {len(args)} inputs")
-        for index in writes:
-            target = args[index]
+        written = [args[index] for index in writes]
+        for target in written:
             if target is not None and type(target) is not Variable:
                 _update_error(name, args)
-        op.forward(*data, **params)
-        for index in writes:
-            target = args[index]
+        if type(data[0]) is host_array:  # the reference serves host arrays, whatever impls exist
+            forward(*data, **params)
+        else:
+            op.forward(*data, **params)
+        for target in written:
             if target is not None:
                 target._version += 1  # Variable.written(), inline: this runs for every variable every step
         capture = _THREAD.state.capture
