@@ -2,7 +2,9 @@
 helpers that apply it: `_flushed`, `_evaluate` and `_evaluate_into` (blockwise float64
 evaluation, rounded once, into a new array or a given one), and the result dtypes
 `_float_dtype` and `_result_dtype`."""
-from ..backend import is_cuda_array, xp_of
+import threading
+
+from ..backend import backend_of, is_cuda_array, xp_of
 
 
 # ---------------------------------------------------------------------------------------
@@ -30,6 +32,18 @@ from ..backend import is_cuda_array, xp_of
 # cuda_kernels/expressions.cuh), compute the same float64 operations in the same order.
 
 _TINY = {}  # per float dtype that flushes (float32, float64): its smallest normal number
+
+
+class _Work(threading.local):
+    """Each thread's float64 work arrays (two) and flush mask for small host results, by
+    shape: `compute` only writes them before it reads them, so they are reused across calls."""
+
+    def __init__(self):
+        self.arrays = {}
+
+
+_WORK = _Work()
+_numpy = backend_of("cpu").xp
 
 # On the CPU a large result is computed a block of leading-axis rows of about this many
 # elements at a time, in float64 work arrays allocated once per call: the work stays in
@@ -77,6 +91,17 @@ def _evaluate_into(out, compute, args, buffers=0, nonnegative=False):
     xp = xp_of(out)
     shape = out.shape
     if out.size <= _BLOCK or is_cuda_array(out):
+        if xp is _numpy:  # small host arrays: this thread's work arrays, kept for the next call
+            work = _WORK.arrays.get(shape)
+            if work is None:
+                if len(_WORK.arrays) >= 64:  # a bound, for programs of ever new shapes
+                    _WORK.arrays.clear()
+                work = _WORK.arrays[shape] = ([_numpy.empty(shape, _numpy.float64) for _ in range(2)],
+                                              _numpy.empty(shape, bool))
+            result = compute(out, *work[0][:buffers], *args)
+            if result is not out:
+                out[...] = result
+            return _flushed(out, nonnegative, work[1])
         result = compute(out, *[xp.empty(shape, xp.float64) for _ in range(buffers)], *args)
         if result is not out:
             out[...] = result
