@@ -296,6 +296,12 @@ def with_device_path(device, reference, fast):
     return forward
 
 
+def unaliased(out, *inputs):
+    """`out`, or a copy of it when it is a view or one of `inputs` itself: the rule for an
+    op's result read from a Variable, whose buffer later writes change in place."""
+    return out.copy() if out.base is not None or any(out is i for i in inputs) else out
+
+
 def as_array(data):
     """The array itself; a NumPy scalar (what ufuncs return for 0-d inputs) as a 0-d array."""
     return numpy.asarray(data) if isinstance(data, numpy.generic) else data

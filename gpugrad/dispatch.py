@@ -156,7 +156,7 @@ def _make_op(forward, name, differentiable, linear):
         except AttributeError:
             _not_an_array(op, out)
         if reads_variable and (out.base is not None or out is dx or out is dy):
-            out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+            out = out.copy()  # backend.unaliased's rule, inline on this hot path
         if check_outputs is not None:
             check_outputs(op, args, out)
         result = Tensor(out, device)
@@ -510,8 +510,8 @@ def _apply(prim, args, params):
         kind = out.dtype.kind
     except AttributeError:
         _not_an_array(prim, out)
-    if any(type(a) is Variable for a in args) and (out.base is not None or any(out is d for d in data)):
-        out = out.copy()  # a Variable's buffer changes in place; a Tensor must not alias it
+    if any(type(a) is Variable for a in args):
+        out = _backend.unaliased(out, *data)  # a Variable's buffer changes in place; a Tensor must not alias it
     if check_outputs is not None:
         check_outputs(prim, args, out)
     result = Tensor(out, device)

@@ -34,7 +34,7 @@ def _plan(trace, result, compiled):
     None) as `graph`, for `Function.explain`."""
     rebuild = _rebuilder(trace, result)
     constants = trace.constants()
-    replay = _compile(trace.steps, trace.arg_slots, trace.output_slots, constants)
+    replay = _lowering.replay_steps(trace.steps, trace.arg_slots, trace.output_slots, constants)
     graph = None
     reason = _graphs.unsupported(trace) if compiled else "the compiler is off (gg.function(compile=False))"
     if reason is None:
@@ -44,10 +44,10 @@ def _plan(trace, result, compiled):
             device, lowering = _graphs.fused_device_replay(_program.Program.from_trace(trace))
         except Exception as error:  # a generated kernel the compiler rejects: each step launches its own
             program = _graphs.capture_safe(_program.Program.from_trace(trace))
-            device = _compile([step for step in program.steps if step.kind != "host"], trace.arg_slots,
+            device = _lowering.replay_steps([step for step in program.steps if step.kind != "host"], trace.arg_slots,
                               trace.output_slots, constants)
             lowering = f"not fused: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-        replay = graph = _graphs.GraphReplay(_compile(host, [], [], constants), device, replay, written)
+        replay = graph = _graphs.GraphReplay(_lowering.replay_steps(host, [], [], constants), device, replay, written)
     elif compiled and _lowering.on_host(trace.values):
         # On the CPU a BLAS product of a degenerate shape beats its elementwise rewrite, and
         # nothing fuses: only constant folding and dead-code elimination pay.
@@ -85,38 +85,6 @@ def _leaf_rebuilder(trace, leaf):
         trace.output(leaf)
         return lambda outputs: outputs[index]
     return lambda outputs: leaf  # Variables, constants and Python values come back as they are
-
-
-def _compile(steps, arg_slots, output_slots, constants):
-    """A straight-line Python function making the recorded calls: one line per call, every
-    value in a local variable (the fastest Python has), constants and callables bound as
-    default arguments."""
-    bound = dict(constants, _unalias=_unalias)
-    lines = []
-    for index, step in enumerate(steps):
-        fn, slots, params, out_slot = step.fn, step.inputs, step.params, step.output
-        bound[f"f{index}"] = fn
-        arguments = ", ".join(f"v{s}" for s in slots)
-        if params:
-            bound[f"p{index}"] = params
-            arguments += f", **p{index}"
-        call = f"f{index}({arguments})"
-        if out_slot is None:
-            lines.append(call)
-        elif step.reads_variable:  # as in eager calls: a result must not alias a Variable's buffer
-            lines.append(f"v{out_slot} = _unalias({call}, {', '.join(f'v{s}' for s in slots)})")
-        else:
-            lines.append(f"v{out_slot} = {call}")
-    lines.append(f"return ({''.join(f'v{s}, ' for s in output_slots)})")
-    signature = ", ".join([f"v{s}" for s in arg_slots] + ["*"] + [f"{name}={name}" for name in bound])
-    source = f"def replay({signature}):\n" + "".join(f"    {line}\n" for line in lines)
-    namespace = {}
-    exec(compile(source, "<gg.function replay>", "exec"), bound, namespace)
-    return namespace["replay"]
-
-
-def _unalias(out, *inputs):
-    return out.copy() if out.base is not None or any(out is i for i in inputs) else out
 
 
 # ---------------------------------------------------------------------------------------

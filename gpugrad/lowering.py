@@ -20,7 +20,7 @@ reader ran, never between a step's inputs and its output.
 import functools
 import math
 
-from .backend import backend_of, host_array_type
+from .backend import backend_of, host_array_type, unaliased
 
 _numpy = backend_of("cpu").xp
 _ndarray = host_array_type()
@@ -162,46 +162,74 @@ def lower(program):
         if into is not None and step.output not in returned:
             forms[index] = into
     plan = plan_memory(program, forms)
-    bound = {"xp": xp, "_unalias": _unalias, "_fresh": _fresh}
+    bound = {"xp": xp, "_unalias": unaliased, "_fresh": _fresh}
     bound.update((f"v{slot}", value) for slot, value in program.constants.items())
     bound.update((f"b{index}", xp.empty(shape, dtype)) for index, (shape, dtype) in enumerate(plan.buffers))
-    name = {slot: f"b{buffer}" for slot, buffer in plan.slot_buffer.items()}
+    names = {slot: f"b{buffer}" for slot, buffer in plan.slot_buffer.items()}
+
+    def name(slot):
+        return names.get(slot, f"v{slot}")
+
     lines = []
     for index, step in enumerate(program.steps):
-        arguments = ", ".join(name.get(s, f"v{s}") for s in step.inputs)
-        if step.params:
-            bound[f"p{index}"] = step.params
-            arguments += f", **p{index}"
         if index in forms:
+            arguments = ", ".join(name(s) for s in step.inputs)
+            if step.params:
+                bound[f"p{index}"] = step.params
+                arguments += f", **p{index}"
             bound[f"f{index}"] = forms[index]
-            lines.append(f"f{index}(xp, {name[step.output]}, {arguments})")
-            continue
-        bound[f"f{index}"] = step.fn
-        call = f"f{index}({arguments})"
-        if step.output is None:
-            lines.append(call)
-        elif step.reads_variable:  # as in eager calls: a result must not alias a Variable's buffer
-            lines.append(f"v{step.output} = _unalias({call}, {', '.join(name.get(s, f'v{s}') for s in step.inputs)})")
+            lines.append(f"f{index}(xp, {name(step.output)}, {arguments})")
         else:
-            lines.append(f"v{step.output} = {call}")
+            lines.append(_step_line(index, step, bound, name))
     # A result that is a view (of a planned buffer, say) is copied: the caller keeps it.
-    results = [name.get(slot, f"v{slot}") for slot in program.output_slots]
-    lines.append(f"return ({''.join(f'_fresh({result}), ' for result in results)})")
-    signature = ", ".join([f"v{s}" for s in program.arg_slots] + ["*"] + [f"{n}={n}" for n in bound])
+    lines.append(f"return ({''.join(f'_fresh({name(slot)}), ' for slot in program.output_slots)})")
+    return _function("planned replay", lines, program.arg_slots, bound), plan
+
+
+def replay_steps(steps, arg_slots, output_slots, constants):
+    """The plain replay: a straight-line function making the recorded calls of `steps` (a
+    trace's or a program's), one line a call, every value in a local variable (the fastest
+    Python has), constants and callables bound as default arguments. `constants` maps the
+    names "v<slot>" to their values."""
+    bound = dict(constants, _unalias=unaliased)
+    lines = [_step_line(index, step, bound) for index, step in enumerate(steps)]
+    lines.append(f"return ({''.join(f'v{s}, ' for s in output_slots)})")
+    return _function("replay", lines, arg_slots, bound)
+
+
+def _step_line(index, step, bound, name=lambda slot: f"v{slot}"):
+    """The line of a replay that makes `step`'s call with its forward (its callable and
+    params bound into `bound`); a result read from a Variable is unaliased, as in eager
+    calls, since an update later in the step may write the Variable."""
+    arguments = ", ".join(name(s) for s in step.inputs)
+    if step.params:
+        bound[f"p{index}"] = step.params
+        arguments += f", **p{index}"
+    bound[f"f{index}"] = step.fn
+    call = f"f{index}({arguments})"
+    if step.output is None:
+        return call
+    if step.reads_variable:
+        return f"v{step.output} = _unalias({call}, {', '.join(name(s) for s in step.inputs)})"
+    return f"v{step.output} = {call}"
+
+
+def _function(title, lines, arg_slots, bound):
+    """The function `replay(<argument slots>, *, <bound names>)` running `lines`; its text
+    rides along as `.source`."""
+    signature = ", ".join([f"v{s}" for s in arg_slots] + ["*"] + [f"{n}={n}" for n in bound])
     source = f"def replay({signature}):\n" + "".join(f"    {line}\n" for line in lines)
     namespace = {}
-    exec(compile(source, "<gg.function planned replay>", "exec"), bound, namespace)
+    exec(compile(source, f"<gg.function {title}>", "exec"), bound, namespace)
     replay = namespace["replay"]
     replay.source = source
-    return replay, plan
+    return replay
 
 
 def _fresh(out):
     return out.copy() if getattr(out, "base", None) is not None else out
 
 
-def _unalias(out, *inputs):
-    return out.copy() if out.base is not None or any(out is i for i in inputs) else out
 
 
 def lower_schedule(program, units, run_group):
@@ -211,33 +239,15 @@ def lower_schedule(program, units, run_group):
     `group.outputs`), `inputs` holding a value for every slot of `group.inputs`. The other
     steps call their forwards, as the plain replay does. This is the device lowering; on
     the CPU `lower` plans buffers instead."""
-    bound = {"_unalias": _unalias}
+    bound = {"_unalias": unaliased}
     bound.update((f"v{slot}", value) for slot, value in program.constants.items())
     lines = []
     for index, unit in enumerate(units):
         if type(unit) is int:
-            step = program.steps[unit]
-            arguments = ", ".join(f"v{s}" for s in step.inputs)
-            if step.params:
-                bound[f"p{index}"] = step.params
-                arguments += f", **p{index}"
-            bound[f"f{index}"] = step.fn
-            call = f"f{index}({arguments})"
-            if step.output is None:
-                lines.append(call)
-            elif step.reads_variable:
-                lines.append(f"v{step.output} = _unalias({call}, {', '.join(f'v{s}' for s in step.inputs)})")
-            else:
-                lines.append(f"v{step.output} = {call}")
+            lines.append(_step_line(index, program.steps[unit], bound))
         elif unit.outputs:
             bound[f"g{index}"] = run_group(unit)
             targets = "".join(f"v{s}, " for s in unit.outputs)
             lines.append(f"{targets}= g{index}({', '.join(f'v{s}' for s in unit.inputs)})")
     lines.append(f"return ({''.join(f'v{slot}, ' for slot in program.output_slots)})")
-    signature = ", ".join([f"v{s}" for s in program.arg_slots] + ["*"] + [f"{n}={n}" for n in bound])
-    source = f"def replay({signature}):\n" + "".join(f"    {line}\n" for line in lines)
-    namespace = {}
-    exec(compile(source, "<gg.function fused replay>", "exec"), bound, namespace)
-    replay = namespace["replay"]
-    replay.source = source
-    return replay
+    return _function("fused replay", lines, program.arg_slots, bound)
