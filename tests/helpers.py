@@ -1,7 +1,12 @@
 """Helpers shared by test modules (tests/ is on sys.path under pytest's default import mode)."""
+import importlib
+
 import numpy as np
 
 import gpugrad as gg
+from gpugrad.program import Program
+
+_function_module = importlib.import_module("gpugrad.function")  # gg.function is the decorator
 
 
 def has_cuda():
@@ -36,3 +41,43 @@ def tutorial_f(x):
 def tutorial_g(x1, x2):
     """The tutorials' g(x1, x2) = (x1 + 5) * x2^2 (gradient (9, 42) at (2, 3))."""
     return (x1 + 5) * (x2 ** 2)
+
+
+def program_of(fn, *args):
+    """The compiler's Program of `fn`'s step as gg.function captures it on a first call with
+    `args` (`fn` a plain function, or a gg.function), taken once the trace knows its output
+    slots and before the plan lets go of its values."""
+    programs = []
+    rebuilder = _function_module._rebuilder
+
+    def capture(trace, result):
+        rebuild = rebuilder(trace, result)
+        programs.append(Program.from_trace(trace))
+        return rebuild
+
+    _function_module._rebuilder = capture
+    try:
+        (fn if isinstance(fn, _function_module.Function) else gg.function(fn, compile=False))(*args)
+    finally:
+        _function_module._rebuilder = rebuilder
+    (program,) = programs
+    return program
+
+
+def softsign_primitive(name):
+    """alpha x / (1 + |x|) registered as the user primitive `name`, with a keyword parameter
+    and a scalar expression: what a user's own elementwise op looks like. The caller removes
+    it from gg.dispatch.REGISTRY afterwards."""
+    @gg.primitive(name=name, kind="elementwise")
+    def softsign(x, *, alpha):
+        return x / (1 + np.abs(x)) * alpha
+
+    @softsign.defexpr("gg_multiply(gg_divide(gg_cast<{T}>({0}), gg_add(({T})1, gg_abs(gg_cast<{T}>({0})))), "
+                      "gg_cast<{T}>({alpha}))")
+    def softsign_numpy(xp, out, x, *, alpha):
+        xp.abs(x, out=out)
+        xp.add(out, 1, out=out)
+        xp.divide(x, out, out=out)
+        return xp.multiply(out, alpha, out=out)
+
+    return softsign

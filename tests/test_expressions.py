@@ -30,6 +30,7 @@ from hypothesis import given, settings, strategies as st
 import gpugrad as gg
 from gpugrad import dispatch, kernels
 from gpugrad.primitives import elementwise_math
+from helpers import softsign_primitive
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER_DIR = ROOT / "cuda_kernels"
@@ -255,18 +256,7 @@ def _broadcast_flat(inputs, shape):
 def user_softsign():
     """alpha x / (1 + |x|), a user primitive with a keyword parameter and a scalar expression,
     removed from the registry afterwards."""
-    @gg.primitive(name="test_expr_softsign", kind="elementwise")
-    def softsign(x, *, alpha):
-        return x / (1 + np.abs(x)) * alpha
-
-    @softsign.defexpr("gg_multiply(gg_divide(gg_cast<{T}>({0}), gg_add(({T})1, gg_abs(gg_cast<{T}>({0})))), "
-                      "gg_cast<{T}>({alpha}))")
-    def softsign_numpy(xp, out, x, *, alpha):
-        xp.abs(x, out=out)
-        xp.add(out, 1, out=out)
-        xp.divide(x, out, out=out)
-        return xp.multiply(out, alpha, out=out)
-
+    softsign = softsign_primitive("test_expr_softsign")
     yield softsign
     dispatch.REGISTRY.pop("test_expr_softsign", None)
 

@@ -2,16 +2,13 @@
 groups, the schedule) checked on the CPU: each fused group runs its NumPy forms in place of
 its CUDA kernel, so every pass, grouping and scheduling decision is tested without a GPU.
 On a GPU, tests/test_compiled_programs.py runs the same programs through the kernels."""
-import importlib
-
 import numpy as np
 import pytest
 
 import gpugrad as gg
 from gpugrad import graphs
+from helpers import program_of
 from test_compiled_programs import _program
-
-_function = importlib.import_module("gpugrad.function")
 
 
 def _numpy_group(group):
@@ -21,14 +18,10 @@ def _numpy_group(group):
     return run
 
 
-def _fused_on_the_cpu(step, *args, monkeypatch):
+def _fused_on_the_cpu(step, *args):
     """A function running `step` as a compiled CUDA step would: host steps, then the fused
     device replay (groups through their NumPy forms); and the lowering's description."""
-    programs, lower = [], _function._lowering.lower
-    monkeypatch.setattr(_function._lowering, "lower", lambda program: programs.append(program) or lower(program))
-    gg.function(step)(*args)  # the capture runs one eager step; the CPU plan it makes is not used
-    monkeypatch.undo()
-    program = programs[0]
+    program = program_of(step, *args)  # the capture runs one eager step
     device, description = graphs.fused_device_replay(program, _numpy_group)
     host = [s for s in program.steps if s.kind == "host"]
 
@@ -41,11 +34,11 @@ def _fused_on_the_cpu(step, *args, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("seed", range(24))
-def test_the_fused_lowering_equals_eager_on_random_programs(seed, dtype, monkeypatch):
+def test_the_fused_lowering_equals_eager_on_random_programs(seed, dtype):
     fused_step, fused_vars, x = _program(seed, "cpu", dtype)
     eager_step, eager_vars, _ = _program(seed, "cpu", dtype)
     eager_step(x)  # the capture ran one eager step of the fused program's copy
-    run, description = _fused_on_the_cpu(fused_step, x, monkeypatch=monkeypatch)
+    run, description = _fused_on_the_cpu(fused_step, x)
     assert "fused kernels" in description
     # the passes rewrite degenerate products (K=1 exactly; N=1 and M=1 as sums, in another order)
     rtol, atol = (1e-12, 1e-14) if dtype == "float64" else (2e-6, 1e-6)
@@ -56,10 +49,10 @@ def test_the_fused_lowering_equals_eager_on_random_programs(seed, dtype, monkeyp
             np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=rtol, atol=atol, err_msg=u.name)
 
 
-def test_the_seed_step_fuses_into_few_kernels_and_no_matmul(monkeypatch):
+def test_the_seed_step_fuses_into_few_kernels_and_no_matmul():
     from test_graphs import _net
     step, variables, x, y = _net("cpu", "float32", gg.optimizers.SGD(0.1))
-    run, description = _fused_on_the_cpu(step, x, y, monkeypatch=monkeypatch)
+    run, description = _fused_on_the_cpu(step, x, y)
     first = description.splitlines()[0]
     kernels, others = int(first.split()[0]), int(first.split()[4])
     other = next(line for line in description.splitlines() if line.startswith("  other array calls: "))

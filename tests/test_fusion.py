@@ -17,9 +17,7 @@ kernel generated for each, and its NumPy lowering, against the steps' own forwar
 - every generated CUDA source compiles with nvcc (skipped without nvcc), and, marked gpu,
   runs as kernels.compile_source compiles it.
 """
-import contextlib
 import ctypes
-import importlib
 import pathlib
 import random
 import shutil
@@ -32,6 +30,7 @@ import gpugrad as gg
 from gpugrad import dispatch, fusion
 from gpugrad.program import Program, evaluate
 from gpugrad.trace import Step, aval
+from helpers import program_of, softsign_primitive
 from test_expressions import LIBM_ULPS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -42,26 +41,6 @@ FAST_POWERS = (-1, 0, 0.5, 1, 2)  # exponents whose NumPy and C forms agree bit 
 
 # ---------------------------------------------------------------------------------------
 # Programs: captured with gg.function, or built by hand
-
-@contextlib.contextmanager
-def _captured_programs():
-    """The Program of every gg.function plan made inside, captured after _rebuilder has set
-    the trace's output slots (and before the plan seals the trace)."""
-    module = importlib.import_module("gpugrad.function")
-    original = module._rebuilder
-    programs = []
-
-    def rebuilder(trace, result):
-        rebuild = original(trace, result)
-        programs.append(Program.from_trace(trace))
-        return rebuild
-
-    module._rebuilder = rebuilder
-    try:
-        yield programs
-    finally:
-        module._rebuilder = original
-
 
 def _two_layer_regression():
     """The main example's step: x (300, 1) -> Dense(3) sigmoid -> Dense(1), MSE loss, SGD."""
@@ -79,9 +58,7 @@ def _two_layer_regression():
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    with _captured_programs() as programs:
-        train_step(x, y)
-    return programs[0], (x.numpy(), y.numpy())
+    return program_of(train_step, x, y), (x.numpy(), y.numpy())
 
 
 class _Builder:
@@ -303,17 +280,7 @@ def _ordering_programs():
 def user_primitives():
     """A user primitive with an expression (a scaled softsign) and an elementwise one without,
     removed from the registry afterwards."""
-    @gg.primitive(name="test_fusion_softsign", kind="elementwise")
-    def softsign(x, *, alpha):
-        return x / (1 + np.abs(x)) * alpha
-
-    @softsign.defexpr("gg_multiply(gg_divide(gg_cast<{T}>({0}), gg_add(({T})1, gg_abs(gg_cast<{T}>({0})))), "
-                      "gg_cast<{T}>({alpha}))")
-    def softsign_numpy(xp, out, x, *, alpha):
-        xp.abs(x, out=out)
-        xp.add(out, 1, out=out)
-        xp.divide(x, out, out=out)
-        return xp.multiply(out, alpha, out=out)
+    softsign = softsign_primitive("test_fusion_softsign")
 
     @gg.primitive(name="test_fusion_halve", kind="elementwise")
     def halve(x):
@@ -333,9 +300,7 @@ def _user_primitive_program(softsign, halve):
         total = gg.reduce_sum(s, axis=0)
         return total, halve(s) + 2.0
 
-    with _captured_programs() as programs:
-        step(x, 0.75)
-    return programs[0], (x.numpy(), 0.75)
+    return program_of(step, x, 0.75), (x.numpy(), 0.75)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 rewrite of degenerate matmuls, on small programs built by hand and on the traced two-layer
 regression step; each compares `evaluate` before and after (bit for bit, or to rounding for
 the reductions that replace a matmul)."""
-import importlib
-
 import numpy as np
 import pytest
 
@@ -12,8 +10,8 @@ from gpugrad import passes
 from gpugrad.dispatch import REGISTRY
 from gpugrad.program import Program, evaluate
 from gpugrad.trace import Step
+from helpers import program_of
 
-function_module = importlib.import_module("gpugrad.function")
 TOLERANCE = {np.float32: 1e-6, np.float64: 1e-13}
 
 
@@ -49,26 +47,6 @@ def computed(shape, dtype=np.float32):
 
 def _aval(value):
     return (value.shape, value.dtype) if isinstance(value, np.ndarray) else type(value)
-
-
-def program_of(fn, *args):
-    """The Program of `fn`'s step as gg.function captures it (on its first call), taken
-    once the trace knows its output slots and before it lets go of its values."""
-    programs = []
-    rebuilder = function_module._rebuilder
-
-    def capture(trace, result):
-        rebuild = rebuilder(trace, result)
-        programs.append(Program.from_trace(trace))
-        return rebuild
-
-    function_module._rebuilder = capture
-    try:
-        gg.function(fn, compile=False)(*args)
-    finally:
-        function_module._rebuilder = rebuilder
-    (program,) = programs
-    return program
 
 
 def written_slots(program):
