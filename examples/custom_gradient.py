@@ -39,15 +39,26 @@ def train(binarize, steps, features, seed):
     return float(loss), float(gg.reduce_max(gg.abs(first_grad))), agree
 
 
-def main():
+def make_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--features", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", help="cpu or cuda (default: the best device available)")
+    parser.add_argument("--steps", type=int, default=300, help="SGD steps for each student (default 300)")
+    parser.add_argument("--features", type=int, default=32,
+                        help="number of binary teacher weights to recover (default 32)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the teacher, the data and the start (default 0)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the best device available)")
+    return parser
+
+
+def main():
+    parser = make_parser()
     args = parser.parse_args()
+    if args.steps < 1 or args.features < 1:
+        parser.error("--steps and --features must be at least 1")
     if args.device:
-        gg.set_default_device(args.device)
+        try:
+            gg.set_default_device(args.device)
+        except (RuntimeError, ValueError) as error:  # an unknown device, or no GPU: one line, no traceback
+            parser.error(str(error))
     for name, binarize in (("gg.sign", gg.sign), ("straight-through sign", sign_straight_through)):
         loss, largest_grad, agree = train(binarize, args.steps, args.features, args.seed)
         print(f"{name:<22} final loss {loss:8.4f}   largest first |gradient| {largest_grad:.3g}   "

@@ -266,12 +266,20 @@ def tapes_on_variables():
           [f_value, *tape.gradient(f_value, [x, y])])
 
 
-def main(argv=None):
+def make_parser():
     parser = argparse.ArgumentParser(description="Print the TensorFlow tutorials' derivatives beside gpugrad's.")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the best available)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the best device available)")
+    return parser
+
+
+def main(argv=None):
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.device:
-        gg.set_default_device(args.device)
+        try:
+            gg.set_default_device(args.device)
+        except (RuntimeError, ValueError) as error:  # an unknown device, or no GPU: one line, no traceback
+            parser.error(str(error))
     print(f"gpugrad {gg.__version__} on {gg.get_default_device()}\n")
     for section in (compute_gradients, tf_gradients, gradient_step, numerical_derivatives, gradient_tape,
                     variables, tapes_on_variables):

@@ -4,14 +4,16 @@ with gpugrad: the main example.
 1 -> 3 sigmoid -> 1 on 300 points of y = x^2 - 0.5 + N(0, 0.05) noise, x in [-1, 1],
 full-batch SGD with learning rate 0.1 for 2000 steps, on the default device (a GPU when
 there is one) or the one given with --device. Prints the loss every 20 steps as the tutorials
-do, shows a progress bar, saves a plot of the data, the fit and the loss curve, saves a
-checkpoint, and prints the final partial derivatives of every trainable variable.
+do (in a terminal above a progress bar; into a file or a pipe as plain lines, without the
+bar), saves a plot of the data, the fit and the loss curve, saves a checkpoint, and prints
+the final partial derivatives of every trainable variable.
 
     python examples/two_layer_regression.py [--device cpu|cuda] [--steps 2000] [--quiet]
 """
 import argparse
 import os
 import pathlib
+import sys
 
 import gpugrad as gg
 
@@ -63,16 +65,22 @@ def train(args):
 
     losses = []
     progress = None
-    if not args.quiet:
+    # The bar only where someone watches it: redirected to a file or a pipe (a log, CI), its
+    # redraws would fill the log, so there the loss lines come alone, each once.
+    if not args.quiet and sys.stdout.isatty() and sys.stderr.isatty():
         from tqdm import tqdm
         progress = tqdm(total=args.steps, unit="step", dynamic_ncols=True)
     for step in range(args.steps):
         loss = train_step(x, y)
         losses.append(loss)
-        if progress is not None:
-            if step % 20 == 0:
+        if step % 20 == 0 and not args.quiet:
+            line = f"step {step:4d}  Loss: {float(loss):.6f}"
+            if progress is not None:
                 progress.set_postfix(loss=f"{float(loss):.6f}", refresh=False)
-                progress.write(f"step {step:4d}  Loss: {float(loss):.6f}")
+                progress.write(line)  # above the bar, which is redrawn below it
+            else:
+                print(line, flush=True)
+        if progress is not None:
             progress.update()
     if progress is not None:
         progress.close()
@@ -97,24 +105,36 @@ def save_plot(path, x, y, prediction, losses, title):
     plt.close(figure)
 
 
-def main():
+def make_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", help="cpu or cuda (default: the best device available)")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--hidden", type=int, default=3)
-    parser.add_argument("--points", type=int, default=300)
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the best device available)")
+    parser.add_argument("--steps", type=int, default=2000, help="full-batch training steps (default 2000)")
+    parser.add_argument("--hidden", type=int, default=3, help="sigmoid units in the hidden layer (default 3)")
+    parser.add_argument("--points", type=int, default=300, help="training points, evenly spaced in [-1, 1] (default 300)")
     parser.add_argument("--seed", type=int, default=5, help="data noise and initial weights (default 5; see the README)")
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd",
+                        help="sgd (the tutorials'), momentum (SGD with momentum 0.9), or one of gg.optimizers "
+                             "(default: sgd)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"),
                         help="folder for the plot and the checkpoint (default: out)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no loss every 20 steps")
+    return parser
+
+
+def main():
+    parser = make_parser()
     args = parser.parse_args()
-    try:
-        if args.device:
+    for name in ("steps", "hidden", "points"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if args.device:
+        try:
             gg.set_default_device(args.device)
-    except (RuntimeError, ValueError) as error:
-        parser.error(str(error))
+        except (RuntimeError, ValueError) as error:  # an unknown device, or no GPU: one line, no traceback
+            parser.error(str(error))
     title = f"1 -> {args.hidden} sigmoid -> 1, {args.optimizer} {args.lr}"
     print(f"training {title} on {args.points} points for {args.steps} steps on {gg.get_default_device()}")
 
@@ -128,7 +148,8 @@ def main():
     print(f"final loss: {float(loss):.6f}")
     print("partial derivatives of the loss after training:")
     for (name, variable), grad in zip(named, grads):
-        print(f"  d loss / d {name:<14} = {grad.numpy().ravel().tolist()}")
+        values = ", ".join(f"{value:.6g}" for value in grad.numpy().ravel().tolist())
+        print(f"  d loss / d {name:<14} = [{values}]")
 
     os.makedirs(args.out, exist_ok=True)
     plot = args.out / "two_layer_regression.png"
