@@ -22,3 +22,8 @@ from .checkpoint import list_checkpoint, restore, save  # noqa: F401
 from .function import function  # noqa: F401
 from . import debugging, nn, optimizers, random  # noqa: F401
 from .debugging import explain_gradient  # noqa: F401
+
+# gg.tensor is the function (as torch.tensor), not the submodule gpugrad/tensor.py that the
+# import above bound under that name. Bound last, so no import in this file rebinds it; a
+# later `import gpugrad.tensor` finds the module in sys.modules and leaves the name alone.
+from .tensor import tensor  # noqa: E402,F401

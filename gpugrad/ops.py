@@ -373,3 +373,27 @@ for _name, _method in (("__add__", add), ("__radd__", add), ("__mul__", multiply
                        ("__getitem__", getitem)):
     setattr(_ArrayValue, _name, _method)
 Variable.value = _value
+
+
+# The everyday reading methods of NumPy arrays and PyTorch tensors, as the ops above (recorded
+# on tapes like them): t.T, t.sum(axis, keepdims), t.mean(axis, keepdims).
+
+def _sum(self, axis=None, keepdims=False):
+    """reduce_sum(self, axis, keepdims): the sum over `axis` (int, tuple or None for all)."""
+    return reduce_sum(self, axis, keepdims)
+
+
+def _mean(self, axis=None, keepdims=False):
+    """reduce_mean(self, axis, keepdims): the mean over `axis` (int, tuple or None for all)."""
+    return reduce_mean(self, axis, keepdims)
+
+
+def _transposed(self):
+    """transpose(self): the axes in reverse order, as NumPy's .T (a 0-d or 1-d tensor keeps its shape)."""
+    return transpose(self)
+
+
+_sum.__name__, _mean.__name__ = "sum", "mean"
+_ArrayValue.sum = _sum
+_ArrayValue.mean = _mean
+_ArrayValue.T = property(_transposed)

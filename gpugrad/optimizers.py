@@ -1,4 +1,6 @@
-"""gg.optimizers: SGD, Adam, AdamW, RMSprop, Adagrad with the Keras 3 update rules.
+"""gg.optimizers: SGD, Adam, AdamW, RMSprop, Adagrad with the Keras 3 update rules, the
+Keras learning-rate schedules (ExponentialDecay, InverseTimeDecay, PolynomialDecay,
+CosineDecay, PiecewiseConstantDecay) and LinearWarmup, and get(name, **kwargs).
 
 Backend-neutral: each variable's update is one call of an in-place update primitive
 (gpugrad/primitives/updates.py: an xp reference, and a fused kernel on CUDA), so a
@@ -10,6 +12,10 @@ each step's values. No numpy or cupy here, and no branching on the device.
 import functools
 import math
 import numbers
+import os
+import sys
+import warnings
+import weakref
 
 from . import backend as _backend
 from . import debugging as _debugging
@@ -32,6 +38,18 @@ def _check_fraction(value, what):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_stacklevel():
+    """The stacklevel of warnings.warn (called by this module's caller) that names the first
+    frame outside gpugrad, so that a warning points at the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Optimizer:
@@ -60,9 +78,7 @@ class Optimizer:
     def __init__(self, learning_rate, *, clipvalue=None, clipnorm=None, global_clipnorm=None,
                  check_numerics=False):
         name = type(self).__name__
-        if not callable(learning_rate):
-            learning_rate = _check_positive(learning_rate, f"{name}: learning_rate", allow_zero=True)
-        self._learning_rate = learning_rate
+        self._learning_rate = self._checked_learning_rate(learning_rate)
         clips = {k: v for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm),
                                    ("global_clipnorm", global_clipnorm)) if v is not None}
         if len(clips) > 1:
@@ -76,10 +92,20 @@ class Optimizer:
         self._slots = {}  # Variable -> tuple of slot Variables (None where a slot is unused)
         self._scalars = {}  # device -> float64 Variable of the step's values (_step_scalars)
         self._written_scalars = None  # the values those Variables hold
+        self._warned_no_gradient = weakref.WeakSet()  # Variables already warned about a None gradient
+
+    def _checked_learning_rate(self, learning_rate):
+        if callable(learning_rate):
+            return learning_rate
+        return _check_positive(learning_rate, f"{type(self).__name__}: learning_rate", allow_zero=True)
 
     @property
     def learning_rate(self):
-        """The learning rate the next update uses."""
+        """The learning rate the next update uses (a schedule's value at the current step).
+
+        Settable, as in Keras: `opt.learning_rate = 0.01`, or a schedule (a callable of the
+        step, such as gg.optimizers.CosineDecay(...)); checked as the constructor's argument.
+        The next update uses it, in a gg.function replay too (each replay reads it afresh)."""
         lr = self._learning_rate
         if not callable(lr):
             return lr
@@ -88,6 +114,10 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: the learning-rate schedule returned {value!r} at step "
                              f"{self.iterations}; it must return a finite non-negative number")
         return value
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = self._checked_learning_rate(value)
 
     @property
     def variables(self):
@@ -151,6 +181,11 @@ class Optimizer:
     def apply_gradients(self, grads_and_vars):
         """Update each Variable in place from its gradient; None gradients are skipped.
 
+        As in Keras, no gradient at all (no pairs, or None for every variable) raises
+        ValueError naming the variables, and a Variable whose gradient is None while others
+        get one is skipped with a UserWarning naming it, once per optimizer and Variable:
+        a None gradient usually means the loss does not use the variable.
+
         `grads_and_vars` is an iterable of (gradient, variable) pairs, tuples or lists, such as
         `zip(grads, model.trainable_variables)`; a bare list of gradients raises TypeError.
 
@@ -160,6 +195,7 @@ class Optimizer:
         """
         name = type(self).__name__
         pairs = []
+        skipped = []
         for index, item in enumerate(grads_and_vars):
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(f"{name}.apply_gradients takes (gradient, variable) pairs, such as "
@@ -173,10 +209,16 @@ class Optimizer:
                 raise TypeError(f"{name}.apply_gradients: Variable '{var.name}' has dtype {var.dtype}; "
                                 f"only floating variables can be trained")
             if grad is None:
+                skipped.append(var)
                 continue
             pairs.append((self._checked_gradient(grad, var), var))
         if not pairs:
-            return
+            names = ", ".join(repr(var.name) for var in skipped)
+            raise ValueError(f"{name}.apply_gradients: no gradients provided for any variable"
+                             + (f" (all None: {names}); the loss does not depend on them: check that it "
+                                f"is computed from them inside the GradientTape" if skipped else
+                                " (no (gradient, variable) pairs were given)"))
+        self._warn_no_gradient(skipped)
         variables = [var for _, var in pairs]
         grads = [g for g, _ in pairs]
         capture = _THREAD.state.capture  # inside gg.function, replays run the host steps again
@@ -194,6 +236,19 @@ class Optimizer:
         scalars = self._scalars
         for g, var in zip(grads, variables):
             self._update(var, g, self._slots[var], scalars[var._device])
+
+    def _warn_no_gradient(self, variables):
+        """One warning per call, naming the Variables not warned about before by this optimizer."""
+        new = [var for var in variables if var not in self._warned_no_gradient]
+        if not new:
+            return
+        for var in new:
+            self._warned_no_gradient.add(var)
+        names = ", ".join(repr(var.name) for var in new)
+        warnings.warn(f"{type(self).__name__}.apply_gradients: no gradient (None) for Variable"
+                      f"{'s' if len(new) > 1 else ''} {names}, left unchanged; the loss does not depend on "
+                      f"{'them' if len(new) > 1 else 'it'} (this optimizer warns once per variable)",
+                      UserWarning, stacklevel=_caller_stacklevel())
 
     def _check_finite(self, variables, *grads):
         for g, var in zip(grads, variables):
@@ -358,3 +413,227 @@ class Adagrad(Optimizer):
 
     def _update(self, var, grad, slots, scalars):
         _updates.adagrad_update(var, grad, slots[0], scalars, epsilon=self.epsilon)
+
+
+# ---------------------------------------------------------------------------------------
+# Learning-rate schedules: callables of the step (0 for the first update), with the formulas
+# and argument names of keras.optimizers.schedules. An optimizer calls one on the host at
+# each update (a gg.function replay too) and checks the value it returns.
+
+def _check_steps(value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite positive number, got {value!r}")
+    return value
+
+
+def _check_step(step, what):
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not step >= 0:
+        raise ValueError(f"{what}: the step must be a non-negative number, got {step!r}")
+    return float(step)
+
+
+class LearningRateSchedule:
+    """Base class of the schedules: `schedule(step)` is the learning rate (a Python float) at
+    `step`; `get_config()` the arguments it was made with."""
+
+    def __call__(self, step):
+        raise NotImplementedError
+
+    def get_config(self):
+        return dict(self._config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"gg.optimizers.{type(self).__name__}({args})"
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """initial_learning_rate * decay_rate ** (step / decay_steps); with staircase, the
+    exponent is floor(step / decay_steps), so the rate drops every decay_steps steps."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        self.initial_learning_rate = _check_positive(initial_learning_rate, "ExponentialDecay: initial_learning_rate",
+                                                     allow_zero=True)
+        self.decay_steps = _check_steps(decay_steps, "ExponentialDecay: decay_steps")
+        self.decay_rate = _check_positive(decay_rate, "ExponentialDecay: decay_rate")
+        self.staircase = bool(staircase)
+        self._config = dict(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+                            decay_rate=decay_rate, staircase=self.staircase)
+
+    def __call__(self, step):
+        p = _check_step(step, "ExponentialDecay") / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * self.decay_rate ** p
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """initial_learning_rate / (1 + decay_rate * step / decay_steps) (floor(step / decay_steps)
+    with staircase)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        self.initial_learning_rate = _check_positive(initial_learning_rate, "InverseTimeDecay: initial_learning_rate",
+                                                     allow_zero=True)
+        self.decay_steps = _check_steps(decay_steps, "InverseTimeDecay: decay_steps")
+        self.decay_rate = _check_positive(decay_rate, "InverseTimeDecay: decay_rate", allow_zero=True)
+        self.staircase = bool(staircase)
+        self._config = dict(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+                            decay_rate=decay_rate, staircase=self.staircase)
+
+    def __call__(self, step):
+        p = _check_step(step, "InverseTimeDecay") / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
+
+
+class PolynomialDecay(LearningRateSchedule):
+    """(initial_learning_rate - end_learning_rate) * (1 - step / decay_steps) ** power
+    + end_learning_rate, the step held at decay_steps afterwards; with cycle, decay_steps
+    grows to the next multiple of itself past the step instead, as in Keras."""
+
+    def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0, cycle=False):
+        self.initial_learning_rate = _check_positive(initial_learning_rate, "PolynomialDecay: initial_learning_rate",
+                                                     allow_zero=True)
+        self.decay_steps = _check_steps(decay_steps, "PolynomialDecay: decay_steps")
+        self.end_learning_rate = _check_positive(end_learning_rate, "PolynomialDecay: end_learning_rate",
+                                                 allow_zero=True)
+        self.power = _check_positive(power, "PolynomialDecay: power")
+        self.cycle = bool(cycle)
+        self._config = dict(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+                            end_learning_rate=end_learning_rate, power=power, cycle=self.cycle)
+
+    def __call__(self, step):
+        step = _check_step(step, "PolynomialDecay")
+        decay_steps = self.decay_steps
+        if self.cycle:
+            decay_steps = decay_steps * (1.0 if step == 0 else math.ceil(step / decay_steps))
+        else:
+            step = min(step, decay_steps)
+        fraction = 1.0 - step / decay_steps
+        return (self.initial_learning_rate - self.end_learning_rate) * fraction ** self.power + self.end_learning_rate
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay from initial_learning_rate over decay_steps to alpha times it, then
+    constant, as in Keras 3:
+
+        lr(step) = initial_learning_rate * ((1 - alpha) * 0.5 * (1 + cos(pi * s / decay_steps)) + alpha),
+        s = min(step, decay_steps).
+
+    With warmup_target, a linear warmup comes first: from initial_learning_rate to
+    warmup_target over warmup_steps steps, then the cosine decay from warmup_target (its
+    step counted from the end of the warmup).
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, warmup_target=None, warmup_steps=0):
+        self.initial_learning_rate = _check_positive(initial_learning_rate, "CosineDecay: initial_learning_rate",
+                                                     allow_zero=True)
+        self.decay_steps = _check_steps(decay_steps, "CosineDecay: decay_steps")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+            raise ValueError(f"CosineDecay: alpha must be a number in [0, 1], got {alpha!r}")
+        self.alpha = float(alpha)
+        self.warmup_target = None if warmup_target is None else _check_positive(
+            warmup_target, "CosineDecay: warmup_target", allow_zero=True)
+        self.warmup_steps = _check_positive(warmup_steps, "CosineDecay: warmup_steps", allow_zero=True)
+        self._config = dict(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps, alpha=alpha,
+                            warmup_target=warmup_target, warmup_steps=warmup_steps)
+
+    def _decay(self, step, decay_from):
+        cosine = 0.5 * (1.0 + math.cos(math.pi * step / self.decay_steps))
+        return decay_from * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def __call__(self, step):
+        step = _check_step(step, "CosineDecay")
+        if self.warmup_target is None:
+            return self._decay(min(step, self.decay_steps), self.initial_learning_rate)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            return _linear(self.initial_learning_rate, self.warmup_target, step / self.warmup_steps)
+        return self._decay(step - self.warmup_steps, self.warmup_target)
+
+
+def _linear(start, end, fraction):
+    return start + (end - start) * fraction
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """values[0] while step <= boundaries[0], values[1] while step <= boundaries[1], ...,
+    values[-1] after the last boundary (len(values) == len(boundaries) + 1, boundaries
+    increasing), as in Keras."""
+
+    def __init__(self, boundaries, values):
+        boundaries, values = list(boundaries), list(values)
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(f"PiecewiseConstantDecay: values must have one more entry than boundaries, got "
+                             f"{len(boundaries)} boundaries and {len(values)} values")
+        for b in boundaries:
+            if isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b):
+                raise ValueError(f"PiecewiseConstantDecay: boundaries must be finite numbers, got {boundaries!r}")
+        if any(a >= b for a, b in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"PiecewiseConstantDecay: boundaries must increase, got {boundaries!r}")
+        self.boundaries = boundaries
+        self.values = [_check_positive(v, "PiecewiseConstantDecay: each value", allow_zero=True) for v in values]
+        self._config = dict(boundaries=boundaries, values=values)
+
+    def __call__(self, step):
+        step = _check_step(step, "PiecewiseConstantDecay")
+        for boundary, value in zip(self.boundaries, self.values):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+
+class LinearWarmup(LearningRateSchedule):
+    """A linear warmup in front of a learning rate: from initial_learning_rate (0 by default)
+    up to warmup_target over warmup_steps steps, then warmup_target: a number, or a schedule
+    called with the step counted from the end of the warmup (its value at 0 is the target),
+    as Keras 3's CosineDecay warms up:
+
+        lr(step) = initial_learning_rate + (target - initial_learning_rate) * step / warmup_steps  (step < warmup_steps)
+        lr(step) = warmup_target(step - warmup_steps), or warmup_target if a number            (afterwards)
+    """
+
+    def __init__(self, warmup_target, warmup_steps, initial_learning_rate=0.0):
+        if not callable(warmup_target):
+            warmup_target = _check_positive(warmup_target, "LinearWarmup: warmup_target", allow_zero=True)
+        self.warmup_target = warmup_target
+        self.warmup_steps = _check_steps(warmup_steps, "LinearWarmup: warmup_steps")
+        self.initial_learning_rate = _check_positive(initial_learning_rate, "LinearWarmup: initial_learning_rate",
+                                                     allow_zero=True)
+        self._config = dict(warmup_target=warmup_target, warmup_steps=warmup_steps,
+                            initial_learning_rate=initial_learning_rate)
+
+    def _target(self, step):
+        target = self.warmup_target
+        return float(target(step)) if callable(target) else target
+
+    def __call__(self, step):
+        step = _check_step(step, "LinearWarmup")
+        if step < self.warmup_steps:
+            return _linear(self.initial_learning_rate, self._target(0), step / self.warmup_steps)
+        return self._target(step - self.warmup_steps)
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizers by name
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+
+
+def get(identifier, **kwargs):
+    """An optimizer from its name, as keras.optimizers.get: get("adam"), get("sgd",
+    learning_rate=0.1, momentum=0.9) (the keyword arguments go to the constructor). Names
+    are case-insensitive: "sgd", "adam", "adamw", "rmsprop", "adagrad". An Optimizer is
+    returned as it is (no keyword arguments then)."""
+    if isinstance(identifier, Optimizer):
+        if kwargs:
+            raise TypeError(f"get: keyword arguments {sorted(kwargs)} for an optimizer that already exists")
+        return identifier
+    if not isinstance(identifier, str):
+        raise TypeError(f"get: expected an optimizer name (a str) or an Optimizer, got {type(identifier).__name__}")
+    cls = _BY_NAME.get(identifier.lower())
+    if cls is None:
+        raise ValueError(f"get: unknown optimizer {identifier!r}; the names are "
+                         + ", ".join(repr(n) for n in _BY_NAME))
+    return cls(**kwargs)

@@ -431,10 +431,20 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="
     them (the tape may have closed and is not consumed); each x may be a watched source or
     any tensor on that recorded history, constants used as op inputs included. Tensors in
     `stop_gradients` are held constant.
+
+    Called with no tape recording in this thread on `ys` that no tape recorded (and that are
+    not among `xs`), there is no history to differentiate: it raises RuntimeError (where it
+    once returned None for every x), as tf.gradients does outside a graph.
     """
     mode = _unconnected_mode(unconnected_gradients)
     targets, target_def = _tensors(ys, "gradients ys")
     sources = _check_real(_tensors(xs, "gradients xs")[0], "gg.gradients")
+    if not _THREAD.state.tapes and all(type(t) is not Tensor or t._node is None for t in targets) and (
+            not set(targets).intersection(sources)):
+        raise RuntimeError(
+            "gg.gradients: no GradientTape recorded how ys were computed, so there is nothing to "
+            "differentiate (every gradient would be None). Compute ys inside `with gg.GradientTape() as "
+            "tape:` and call tape.gradient(ys, xs) (or gg.gradients(ys, xs) on those recorded ys)")
     stops = frozenset(_tensors(stop_gradients, "stop_gradients")[0]) if stop_gradients else frozenset()
     seeds = _seeds(targets, target_def, grad_ys, "grad_ys")
     grads = _backward(targets, seeds, set(sources), None, stops)

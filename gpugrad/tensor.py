@@ -64,6 +64,27 @@ class _ArrayValue:
             raise TypeError(f"{what}() needs a tensor of one element, got shape {self._data.shape}")
         return self._data.item()
 
+    def item(self):
+        """The value of a one-element tensor (any shape of size 1) as a Python scalar: float,
+        int, bool or complex, by dtype. A host read (a sync on a GPU)."""
+        _host_read("item()")
+        if self._data.size != 1:
+            raise ValueError(f"item() needs a tensor of one element, got shape {tuple(self._data.shape)} "
+                             f"({self._data.size} elements); index one element first (t[0]), reduce the tensor "
+                             f"(t.sum(), t.mean()), or read them all with t.numpy()")
+        return self._data.item()
+
+    def __format__(self, spec):
+        """f"{t}" is str(t); f"{t:.4f}" formats a one-element tensor as its Python scalar does."""
+        if not spec:
+            return str(self)
+        _host_read("format()")
+        if self._data.size != 1:
+            raise TypeError(f"the format spec {spec!r} applies to a tensor of one element, but this one has shape "
+                            f"{tuple(self._data.shape)}; format its elements one by one, or use f\"{{t}}\" for "
+                            f"the whole tensor")
+        return format(self._data.item(), spec)
+
     def __float__(self):
         return float(self._item("float"))
 
@@ -238,6 +259,13 @@ def constant(value, dtype=None, device=None):
     """
     data, dev = _to_array(value, dtype, device)
     return Tensor(data, dev)
+
+
+def tensor(value, dtype=None, device=None):
+    """A Tensor from a Python number, nested list, NumPy/CuPy array or Tensor: the same as
+    `gg.constant` (a copy; dtypes inferred as TensorFlow does: Python float -> float32, int ->
+    int32), under the name PyTorch users reach for (torch.tensor)."""
+    return constant(value, dtype=dtype, device=device)
 
 
 def from_dlpack(obj):

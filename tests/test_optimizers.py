@@ -298,22 +298,25 @@ def test_minimize_returns_the_loss_value_before_the_update():
     np.testing.assert_allclose(w.numpy(), [0.8, 1.6])
 
 
-def test_none_gradients_are_skipped():
-    a, b = gg.Variable([1.0, 2.0]), gg.Variable(3.0)
+def test_none_gradients_are_skipped_with_a_warning():
+    a, b = gg.Variable([1.0, 2.0], name="a"), gg.Variable(3.0)
     optimizer = opt.Adam(0.1)
-    optimizer.apply_gradients([(None, a), (gg.constant(1.0), b)])
+    with pytest.warns(UserWarning, match="no gradient \\(None\\) for Variable 'a'"):
+        optimizer.apply_gradients([(None, a), (gg.constant(1.0), b)])
     assert a.numpy().tolist() == [1.0, 2.0] and a._version == 0
     assert optimizer.variables == [b] and float(b) != 3.0
     # minimize with an unused variable: its gradient is None, it stays as it was
-    unused = gg.Variable(7.0)
-    optimizer.minimize(lambda: b * b, [b, unused])
+    unused = gg.Variable(7.0, name="unused")
+    with pytest.warns(UserWarning, match="'unused'"):
+        optimizer.minimize(lambda: b * b, [b, unused])
     assert float(unused) == 7.0 and unused not in optimizer.variables
 
 
-def test_all_none_gradients_do_not_count_as_a_step():
-    a = gg.Variable(1.0)
+def test_all_none_gradients_raise_and_do_not_count_as_a_step():
+    a = gg.Variable(1.0, name="a")
     optimizer = opt.SGD(0.1)
-    optimizer.apply_gradients([(None, a)])
+    with pytest.raises(ValueError, match="no gradients provided for any variable \\(all None: 'a'\\)"):
+        optimizer.apply_gradients([(None, a)])
     assert optimizer.iterations == 0 and float(a) == 1.0
 
 
