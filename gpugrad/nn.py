@@ -1,13 +1,18 @@
-"""gg.nn: activations (the primitives under their tf.nn names), softmax, cross-entropies, conv2d, Dense.
+"""gg.nn: activations (the primitives under their tf.nn names), softmax, cross-entropies, conv2d,
+and Keras-style layers (Dense, Dropout, Flatten, Sequential) with activations and initializers
+by name.
 
 The composites are sequences of gg ops with no VJP of their own: the tape differentiates them
 (any number of times) on every backend. No numpy/cupy here.
 """
 import operator
 
+from . import module as _module
 from . import ops as _ops
+from .module import (  # noqa: F401  (the layers live in gpugrad/module.py, beside gg.Module)
+    Dense, Dropout, Flatten, Layer, Sequential, get_activation, get_initializer,
+)
 from .ops import _axis, _tensor
-from .module import Dense  # noqa: F401
 from .primitives import relu, sigmoid, softplus, tanh  # noqa: F401
 
 
@@ -146,3 +151,7 @@ def conv2d(input, filters, strides=1, padding="VALID"):
     patches = _ops.stack([x[:, i:i + ho * sh:sh, j:j + wo * sw:sw, :] for i in range(kh) for j in range(kw)], 3)
     out = _ops.reshape(patches, (n * ho * wo, kh * kw * c)) @ _ops.reshape(w, (kh * kw * c, o))
     return _ops.reshape(out, (n, ho, wo, o))
+
+
+# The activations by name that live here rather than among the primitives.
+_module._ACTIVATIONS.update(softmax=softmax, log_softmax=log_softmax)

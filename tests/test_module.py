@@ -55,11 +55,30 @@ def test_a_shared_variable_is_listed_once_at_its_first_path():
     assert module.named_variables() == [("first", shared), ("many/1", other)]
 
 
-def test_private_attributes_and_non_variables_are_skipped():
+def test_non_variables_are_skipped_and_private_attributes_come_after_the_public_ones():
     public, private = gg.Variable(1.0), gg.Variable(2.0)
-    module = Bag(public=public, _private=private, _hidden_list=[private], constant=gg.constant(3.0),
+    module = Bag(_private=private, public=public, _hidden_list=[private], constant=gg.constant(3.0),
                  number=4.0, text="kernel", nothing=None)
-    assert module.variables == [public]
+    assert module.named_variables() == [("public", public), ("_private", private)]
+
+
+def test_a_layer_kept_in_a_private_attribute_is_collected():
+    class Wrapper(gg.Module):
+        def __init__(self):
+            self._layer = gg.nn.Dense(2, 3)
+            self.scale = gg.Variable(1.0)
+
+    wrapper = Wrapper()
+    assert paths(wrapper) == ["scale", "_layer/kernel", "_layer/bias"]
+    assert wrapper.trainable_variables == [wrapper.scale, wrapper._layer.kernel, wrapper._layer.bias]
+
+
+def test_a_variable_reachable_through_a_public_path_keeps_that_path():
+    """Private attributes never move the names public attributes give (checkpoint names)."""
+    shared, hidden = gg.Variable(1.0), gg.Variable(2.0)
+    inner = Bag(_cache=[shared], _only=hidden)
+    module = Bag(_first=inner, a=Bag(_alias=shared), b=Bag(w=shared))
+    assert module.named_variables() == [("b/w", shared), ("_first/_only", hidden)]
 
 
 def test_trainable_variables_exclude_frozen_ones():
@@ -156,9 +175,9 @@ def test_dense_applies_matmul_bias_and_activation(rng, device):
     (dict(in_features=2, units=-1), ValueError, "-1"),
     (dict(in_features=2, units=2.5), ValueError, "2.5"),
     (dict(in_features=True, units=2), ValueError, "True"),
-    (dict(in_features=2, units=3, activation="relu"), TypeError, "'relu'"),
+    (dict(in_features=2, units=3, activation="relux"), ValueError, "'relux'"),
     (dict(in_features=2, units=3, kernel_initializer="he_magic"), ValueError, "'he_magic'"),
-], ids=["in_features_zero", "units_negative", "units_float", "in_features_bool", "activation_string",
+], ids=["in_features_zero", "units_negative", "units_float", "in_features_bool", "unknown_activation",
         "unknown_initializer"])
 def test_dense_rejects_bad_arguments_naming_them(kwargs, error, value):
     with pytest.raises(error) as info:
