@@ -15,7 +15,6 @@ import numbers
 import os
 import sys
 import warnings
-import weakref
 
 from . import backend as _backend
 from . import debugging as _debugging
@@ -92,7 +91,9 @@ class Optimizer:
         self._slots = {}  # Variable -> tuple of slot Variables (None where a slot is unused)
         self._scalars = {}  # device -> float64 Variable of the step's values (_step_scalars)
         self._written_scalars = None  # the values those Variables hold
-        self._warned_no_gradient = weakref.WeakSet()  # Variables already warned about a None gradient
+        # the creation serials of the Variables already warned about a None gradient (serials are never
+        # reused; a WeakSet would compare Variables with ==, which is elementwise)
+        self._warned_no_gradient = set()
 
     def _checked_learning_rate(self, learning_rate):
         if callable(learning_rate):
@@ -239,11 +240,10 @@ class Optimizer:
 
     def _warn_no_gradient(self, variables):
         """One warning per call, naming the Variables not warned about before by this optimizer."""
-        new = [var for var in variables if var not in self._warned_no_gradient]
+        new = [var for var in variables if var._serial not in self._warned_no_gradient]
         if not new:
             return
-        for var in new:
-            self._warned_no_gradient.add(var)
+        self._warned_no_gradient.update(var._serial for var in new)
         names = ", ".join(repr(var.name) for var in new)
         warnings.warn(f"{type(self).__name__}.apply_gradients: no gradient (None) for Variable"
                       f"{'s' if len(new) > 1 else ''} {names}, left unchanged; the loss does not depend on "

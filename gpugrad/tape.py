@@ -440,7 +440,7 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, unconnected_gradients="
     targets, target_def = _tensors(ys, "gradients ys")
     sources = _check_real(_tensors(xs, "gradients xs")[0], "gg.gradients")
     if not _THREAD.state.tapes and all(type(t) is not Tensor or t._node is None for t in targets) and (
-            not set(targets).intersection(sources)):
+            not {id(t) for t in targets}.intersection(map(id, sources))):
         raise RuntimeError(
             "gg.gradients: no GradientTape recorded how ys were computed, so there is nothing to "
             "differentiate (every gradient would be None). Compute ys inside `with gg.GradientTape() as "

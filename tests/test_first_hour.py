@@ -164,21 +164,21 @@ def test_apply_gradients_with_only_none_gradients_raises_naming_the_variables():
 
 
 def test_a_none_gradient_among_others_warns_once_per_optimizer_and_variable():
-    w, b, c = (gg.Variable(1.0, name=n) for n in ("w", "b", "c"))
+    w, b, c = (gg.Variable([1.0, 1.0], name=n) for n in ("w", "b", "c"))  # not scalars: no == between them
     optimizer = opt.SGD(0.5)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            optimizer.apply_gradients([(gg.constant(1.0), w), (None, b)])
-        optimizer.apply_gradients([(gg.constant(1.0), w), (None, b), (None, c)])
-        opt.SGD(0.5).apply_gradients([(gg.constant(1.0), w), (None, b)])  # another optimizer warns again
+            optimizer.apply_gradients([(gg.ones((2,)), w), (None, b)])
+        optimizer.apply_gradients([(gg.ones((2,)), w), (None, b), (None, c)])
+        opt.SGD(0.5).apply_gradients([(gg.ones((2,)), w), (None, b)])  # another optimizer warns again
     messages = [str(m.message) for m in caught]
     assert [m.category for m in caught] == [UserWarning] * 3
     assert messages[0] == ("SGD.apply_gradients: no gradient (None) for Variable 'b', left unchanged; the loss does "
                            "not depend on it (this optimizer warns once per variable)")
     assert "Variable 'c'," in messages[1] and "'b'" not in messages[1] and "'b'" in messages[2]
     assert all(m.filename == __file__ for m in caught)  # the warning points at the caller's line
-    assert float(w) == 1.0 - 5 * 0.5 and float(b) == 1.0 and float(c) == 1.0
+    assert w.numpy().tolist() == [1.0 - 5 * 0.5] * 2 and b.numpy().tolist() == c.numpy().tolist() == [1.0, 1.0]
 
 
 # ---------------------------------------------------------------------------------------
