@@ -240,6 +240,9 @@ class Layer(Module):
     """
 
     cast_integers = False
+    built = False  # class defaults, for subclasses whose __init__ does not call Layer's
+    dtype = None
+    name = None
 
     def __init__(self, dtype=_backend.float32, name=None):
         if dtype is not None:
@@ -420,6 +423,11 @@ class Dense(Layer):
         if self.in_features is not None:
             config.append(("in_features", self.in_features))
         return config
+
+
+# help(gg.nn.Dense) and inspect.signature show the Keras form.
+Dense.__init__.__signature__ = _DENSE_KERAS.replace(parameters=[
+    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *_DENSE_KERAS.parameters.values()])
 
 
 class Dropout(Layer):
