@@ -13,7 +13,7 @@ from . import random as _random
 from .ops import _tensor
 from .primitives import relu, sigmoid, softplus, tanh
 from .recording import THREAD as _THREAD
-from .tensor import Variable
+from .tensor import Tensor, Variable
 
 
 def _walk(value, path, seen, leaf=Variable):
@@ -262,7 +262,13 @@ class Layer(Module):
         raise NotImplementedError(f"{type(self).__name__} defines no call(inputs)")
 
     def _autocast(self, inputs):
-        x = _tensor(inputs)
+        try:
+            x = _tensor(inputs)
+        except (TypeError, ValueError) as error:
+            if self.built:  # None, a string...: the layer's first op names it ("matmul: input 0 is None")
+                return inputs
+            raise type(error)(f"{type(self).__name__} {self.name!r}: cannot build from the input {inputs!r}: "
+                              f"{error}") from None
         if self.dtype is not None and x.dtype != self.dtype and (
                 x.dtype.kind == "f" or (self.cast_integers and x.dtype.kind in "iub")):
             x = _ops.cast(x, self.dtype)
@@ -403,7 +409,7 @@ class Dense(Layer):
         self.in_features, self.kernel, self.bias = in_features, kernel, bias
 
     def call(self, inputs):
-        if inputs.ndim < 2 or inputs.shape[-1] != self.in_features:
+        if isinstance(inputs, (Tensor, Variable)) and (inputs.ndim < 2 or inputs.shape[-1] != self.in_features):
             raise ValueError(f"Dense {self.name!r}: expected inputs whose last axis has {self.in_features} entries "
                              f"(rank 2 or more), got shape {tuple(inputs.shape)}")
         y = _ops.matmul(inputs, self.kernel)

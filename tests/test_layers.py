@@ -104,6 +104,13 @@ def test_dense_rejects_bad_arguments(args, kwargs, error, text):
         gg.nn.Dense(*args, **kwargs)
 
 
+def test_inputs_that_are_no_tensors_are_named():
+    with pytest.raises(TypeError, match="matmul: input 0 is None"):
+        gg.nn.Dense(2, in_features=3)(None)
+    with pytest.raises(ValueError, match=r"Dense '.*': cannot build from the input None"):
+        gg.nn.Dense(2)(None)
+
+
 def test_use_bias_false_has_no_bias(rng):
     layer = gg.nn.Dense(3, use_bias=False, dtype="float64")
     x = rng.normal(size=(4, 2))
