@@ -4,12 +4,14 @@ The format itself is the safetensors package's business; this module only names 
 moves them to and from the host, checks them and makes writes atomic. No math here.
 """
 import errno
+import json
 import os
 import re
 import shutil
 import socket
 import uuid
 import zlib
+from typing import NamedTuple
 
 import numpy
 from safetensors import SafetensorError, safe_open
@@ -59,12 +61,13 @@ def _check_savable(obj, what):
                         f"got {type(obj).__name__}")
 
 
-def _flatten(obj, what):
+def _flatten(obj, what, weights_only=False):
     """{name: Variable, or the Optimizer whose `iterations` the name holds}, in saving order,
-    and the set of names that hold optimizer state."""
+    and {path: Optimizer} of the optimizers in `obj`; with `weights_only`, the Variables
+    `obj` reaches alone (no optimizer state)."""
     variable_paths = {}
     entries = {}
-    optimizer_names = set()
+    optimizers = {}
 
     def add(name, target):
         if name in entries:
@@ -74,19 +77,25 @@ def _flatten(obj, what):
     for path, var in _walk(obj, "", set()):
         variable_paths[var] = path
         add(path, var)
+    if weights_only:
+        return entries, optimizers
     for path, opt in _optimizers(obj):
+        optimizers[path] = opt
         add(_join(path, "iterations"), opt)
-        optimizer_names.add(_join(path, "iterations"))
         for index, var in enumerate(opt.variables):
             base = variable_paths.get(var)
             if base is None:
                 base = _join(path, f"variables/{index}")
                 add(base, var)
-                optimizer_names.add(base)
             for slot, slot_variable in opt.slots(var).items():
-                add(_join(base, slot), slot_variable)
-                optimizer_names.add(_join(base, slot))
-    return entries, optimizer_names
+                add(_join(path, f"{slot}/{base}"), slot_variable)
+    return entries, optimizers
+
+
+def _in_section(name, path, slots):
+    """Whether `name` is optimizer state that an optimizer at `path` with these slot names saves."""
+    return name == _join(path, "iterations") or any(name.startswith(_join(path, f"{key}/"))
+                                                    for key in ("variables", *slots))
 
 
 def _expected(target):
@@ -100,20 +109,26 @@ def _describe(shape, dtype):
     return f"shape {shape} {dtype}"
 
 
-def save(path, obj):
+def save(path, obj, *, weights_only=False):
     """Write `obj`'s Variables (and optimizer state) to a safetensors file at `path`, atomically.
 
     `obj` is a gg.Module, a gg.Variable, an optimizer, or a dict, list or tuple of these
     (nested). Names are the attribute, key and index paths joined by "/", as
     `Module.named_variables` gives them: `{"model": m}` saves `model/layers/0/kernel`; a
     lone Variable has the empty path, so its name is "" (it restores into any Variable of
-    its shape and dtype). An optimizer at path P saves
-    `P/iterations` (a 0-d int64) and each slot of a variable it has state for as
-    `<variable path>/<slot>` (e.g. `model/layers/0/kernel/m` for Adam), where the variable
-    path is the one the variable has elsewhere in `obj`; a variable of the optimizer found
-    nowhere else in `obj` is saved itself at `P/variables/<i>` (i its index in
-    `optimizer.variables`), its slots under that name. Two values under one name raise
-    ValueError; a dtype safetensors cannot store (complex128) raises TypeError.
+    its shape and dtype).
+
+    An optimizer at path P keeps its state under P: `P/iterations` (a 0-d int64) and each
+    slot of a variable it has state for as `P/<slot>/<variable path>` (e.g.
+    `optimizer/m/model/layers/0/kernel` for Adam), where the variable path is the one the
+    variable has elsewhere in `obj`; a variable of the optimizer found nowhere else in
+    `obj` is saved itself at `P/variables/<i>` (i its index in `optimizer.variables`), its
+    slots at `P/<slot>/P/variables/<i>`. The metadata records each optimizer's path, class
+    name and slot names, so that `gg.restore` can tell optimizer state from weights.
+    With `weights_only=True` no optimizer state is written: only the Variables `obj`
+    reaches through Modules and containers (optimizers in `obj` are passed over), a file
+    for inference or fine-tuning. Two values under one name raise ValueError; a dtype
+    safetensors cannot store (complex128) raises TypeError.
 
     Values are copied to the host. The file is written in a staging directory beside `path`
     (`.<name>.gpugrad-tmp-<host>-<pid>-<random>`), flushed to disk and renamed over `path`,
@@ -124,8 +139,8 @@ def save(path, obj):
     Errors name `path`: IsADirectoryError for a directory, FileNotFoundError for a missing
     parent directory, and an OSError of the failure's kind (PermissionError, ...) when the
     write fails, with what to do about a read-only directory or a full disk. The metadata
-    records {"format": "gpugrad", "gpugrad_version": ...}; any safetensors reader
-    (`safetensors.numpy.load_file`) reads it.
+    holds {"format": "gpugrad", "gpugrad_version": ..., "optimizers": <JSON>}; any
+    safetensors reader (`safetensors.numpy.load_file`) reads the file.
 
     Departures from TensorFlow: tf.train.Checkpoint writes its own format (an index plus
     data shards) keyed by object-graph paths; gpugrad writes one safetensors file keyed by
@@ -133,7 +148,7 @@ def save(path, obj):
     """
 
     _check_savable(obj, "save")
-    entries, _ = _flatten(obj, "save")
+    entries, optimizers = _flatten(obj, "save", weights_only)
     tensors = {}
     for name, target in entries.items():
         if isinstance(target, Optimizer):
@@ -157,7 +172,7 @@ def save(path, obj):
     try:
         os.mkdir(staging, 0o700)
         mode = _mode(path, staged)
-        _safetensors_numpy.save_file(tensors, staged, metadata={"format": "gpugrad", "gpugrad_version": __version__})
+        _safetensors_numpy.save_file(tensors, staged, metadata=_metadata(optimizers))
         with open(staged, "r+b") as written:
             os.chmod(staged, mode)
             os.fsync(written.fileno())  # the bytes are on disk before the name points at them
@@ -174,6 +189,13 @@ def save(path, obj):
         code, reason = _errno_and_reason(error)
         raise OSError(code, f"save: wrote the checkpoint {path!r} but could not sync its directory {directory!r} "
                             f"({reason}), so a crash may still lose it", path) from error
+
+
+def _metadata(optimizers):
+    """The file's metadata: the format, the version, and {path: {"type": class name, "slots":
+    slot names}} of the optimizers whose state the file holds, as a JSON string."""
+    recorded = {path: {"type": type(opt).__name__, "slots": list(opt.slot_names)} for path, opt in optimizers.items()}
+    return {"format": "gpugrad", "gpugrad_version": __version__, "optimizers": json.dumps(recorded, sort_keys=True)}
 
 
 def _staging_prefix(path):
@@ -262,14 +284,15 @@ def _sync_directory(directory):
 
 
 def _read(path, what, load_values):
-    """({name: (shape, dtype name)}, {name: host array}) from the file at `path`; values are
-    loaded (copied) only when `load_values`, and only for dtypes NumPy holds."""
+    """({name: (shape, dtype name)}, {name: host array}, metadata or None) from the file at
+    `path`; values are loaded (copied) only when `load_values`, and only for dtypes NumPy holds."""
     path = os.fspath(path)
     listing, values = {}, {}
     try:
         with open(path, "rb"):  # Python's errors (IsADirectoryError...) before safetensors' (ENODEV...)
             pass
         with safe_open(path, framework="np") as handle:
+            metadata = handle.metadata()
             for name in handle.keys():
                 piece = handle.get_slice(name)
                 code = piece.get_dtype()
@@ -286,7 +309,7 @@ def _read(path, what, load_values):
         raise OSError(code, f"{what}: could not read the checkpoint {path!r} ({reason})", path) from error
     except SafetensorError as error:
         raise ValueError(f"{what}: {path!r} is not a readable safetensors checkpoint ({error})") from None
-    return listing, values
+    return listing, values, metadata
 
 
 def list_checkpoint(path):
@@ -302,78 +325,215 @@ def list_checkpoint(path):
     return _read(path, "list_checkpoint", load_values=False)[0]
 
 
-def _build_from_file(obj, listing):
-    """Build the state of each variable of `obj` that an optimizer in `obj` has none for yet
-    but the file holds slots of; a variable two optimizers could claim is left alone.
-    Returns [(optimizer, variable), ...] built, so that they can be undone."""
-    optimizers = [opt for _, opt in _optimizers(obj)]
+def _file_sections(listing, values, metadata, path):
+    """({optimizer path: (class name or None, slot names)} of the optimizer state in the file,
+    listing, values), the last two with the optimizer state of an older file renamed to the
+    current layout (see `_old_layout`)."""
+    recorded = (metadata or {}).get("optimizers")
+    if recorded is None:
+        return _old_layout(listing, values)
+    try:
+        sections = {str(p): (str(entry["type"]), tuple(map(str, entry["slots"])))
+                    for p, entry in json.loads(recorded).items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise ValueError(f"restore: {path!r} has unreadable optimizer metadata ({recorded!r})") from None
+    return sections, listing, values
+
+
+def _known_slot_names():
+    """The slot names of every optimizer class defined so far."""
+    names, classes = set(), [Optimizer]
+    while classes:
+        cls = classes.pop()
+        names.update(cls.slot_names)
+        classes.extend(cls.__subclasses__())
+    return names
+
+
+def _old_layout(listing, values):
+    """Read a file written before optimizer state had a prefix of its own (or by another
+    writer, without gpugrad's "optimizers" metadata): an optimizer at path P saved
+    `P/iterations` and the slot of the variable named N as `N/<slot>`. The optimizers are
+    found by their `.../iterations` entries (0-d int64), and each `N/<slot>` whose N is in
+    the file and whose slot is a slot name of some optimizer class is renamed
+    `P/<slot>/N`, for the optimizer whose `P/variables/` N is under, else for the only
+    optimizer (with two or more, such a slot keeps its name and is not optimizer state).
+    The class of the optimizers is unknown, so it is not checked."""
+    paths = [name.rpartition("/")[0] for name, found in listing.items()
+             if name.rpartition("/")[2] == "iterations" and found == ((), "int64")]
+    if not paths:
+        return {}, listing, values
+    known = _known_slot_names()
+    renamed = {}
+    for name in listing:
+        parent, slash, slot = name.rpartition("/")
+        if not slash or slot not in known or parent not in listing:
+            continue
+        owners = [p for p in paths if parent.startswith(_join(p, "variables/"))] or paths
+        if len(owners) == 1 and _join(owners[0], f"{slot}/{parent}") not in listing:
+            renamed[name] = _join(owners[0], f"{slot}/{parent}")
+    sections = {p: (None, tuple(sorted(known))) for p in paths}
+    return (sections, {renamed.get(n, n): found for n, found in listing.items()},
+            {renamed.get(n, n): value for n, value in values.items()})
+
+
+def _build_from_file(obj, listing, optimizers):
+    """Build the state of each variable of `obj` that an optimizer of `optimizers` ({path:
+    Optimizer}) has none for yet but the file holds slots of under its path. Returns
+    [(optimizer, variable), ...] built, so that they can be undone."""
     built = []
-    for path, var in _walk(obj, "", set()):
-        claims = [opt for opt in optimizers if not any(v is var for v in opt.variables)
-                  and any(_join(path, slot) in listing for slot in opt.slot_names)]
-        if len(claims) == 1:
-            claims[0].build([var])
-            built.append((claims[0], var))
+    variables = list(_walk(obj, "", set()))
+    for prefix, opt in optimizers.items():
+        known = {id(v) for v in opt.variables}
+        for path, var in variables:
+            if id(var) not in known and any(_join(prefix, f"{slot}/{path}") in listing for slot in opt.slot_names):
+                opt.build([var])
+                built.append((opt, var))
     return built
 
 
-def _mismatches(entries, optimizer_names, listing, optimizers):
-    """([line per difference between the flattened object and the file's listing], whether
-    some of them are optimizer state)."""
-    problems = []
-    for name, target in entries.items():
-        expected = _expected(target)
-        if name not in listing:
-            problems.append(f"  {name!r}: expected {_describe(*expected)}, found nothing (not in the file)")
-        elif listing[name] != expected:
-            problems.append(f"  {name!r}: expected {_describe(*expected)}, found {_describe(*listing[name])}")
-    unmatched_state = [name for name in optimizer_names if name not in listing]
-    for name, found in listing.items():
-        if name not in entries:
-            problems.append(f"  {name!r}: expected nothing (the object has no such name), found {_describe(*found)}")
-            parent, _, last = name.rpartition("/")
-            if optimizers and (isinstance(entries.get(parent), Variable) or any(
-                    name.startswith(_join(p, "variables/")) or last in opt.slot_names for p, opt in optimizers)):
-                unmatched_state.append(name)  # the state of some variable
-    return problems, bool(unmatched_state)
+class RestoreResult(NamedTuple):
+    """What `gg.restore` left out, as PyTorch's load_state_dict reports it: `missing`, the
+    names the object has and the file lacks (left as they were), in saving order, and
+    `unexpected`, the names the file has and the object lacks (not loaded), in the file's
+    (sorted) order. Both are empty after a strict restore."""
+
+    missing: list
+    unexpected: list
 
 
-def restore(path, obj):
+def restore(path, obj, *, strict=True, weights_only=False):
     """Load the checkpoint at `path` into `obj`'s Variables (and optimizer state), in place.
 
-    `obj` and the names are as for `gg.save`. The whole file is read and checked first:
-    names the file lacks, names `obj` lacks, and shape or dtype differences are all listed
-    in one ValueError, and nothing is changed. Only then is every Variable assigned (in
-    place, on its own device) and every optimizer's `iterations` set. An optimizer in `obj`
-    without state for a variable whose slots the file holds builds it first, so a fresh
-    optimizer can be restored next to its model; otherwise build it yourself with
-    `optimizer.build(var_list)`. Errors are those of `gg.list_checkpoint`. Removes the
-    staging directories that saves of `path` killed mid-write left (see `gg.save`).
-    Returns None.
+    `obj` and the names are as for `gg.save`. The whole file is read and checked before
+    anything is assigned (in place, on each Variable's own device); a restore that raises
+    changes nothing. Returns a `RestoreResult(missing, unexpected)`.
+
+    strict=True (the default): the names of `obj` and the file must be the same. Every
+    difference (a name the file lacks, a name `obj` lacks, a shape or dtype that differs)
+    is listed in one ValueError.
+
+    strict=False: the names in both are loaded; those only `obj` has are left as they are
+    and listed in `missing`, those only the file has are skipped and listed in
+    `unexpected`. A name in both whose shape or dtype differs still raises ValueError
+    (naming it and both shapes and dtypes), and nothing is changed.
+
+    weights_only=True: only the Variables `obj` reaches through Modules and containers are
+    restored; the file's optimizer state is passed over (not listed as unexpected) and the
+    optimizers in `obj` are left as they are. With strict=True the weights must still match
+    exactly. This loads a model+optimizer checkpoint into a model for inference or
+    fine-tuning.
+
+    Optimizer state is matched by its path: the optimizer at path P in `obj` gets the
+    file's `P/iterations` and `P/<slot>/...` when the file's optimizer at P is of the same
+    class. An optimizer in `obj` without state for a variable whose slots the file holds
+    builds it first, so a fresh optimizer can be restored next to its model; otherwise
+    build it yourself with `optimizer.build(var_list)` (a failed restore undoes what it
+    built). The state of an optimizer of another class (Adam's slots where `obj` has an
+    SGD) is never loaded: strict=True raises, naming both classes; strict=False lists the
+    file's names as unexpected and the optimizer's as missing, and leaves it as it was.
+
+    Files written before optimizer state had its own prefix (slots at
+    `<variable path>/<slot>`) are read too: their slots are renamed to the current layout
+    when the file holds one optimizer, and their optimizer's class, not recorded, is not
+    checked.
+
+    Errors are those of `gg.list_checkpoint`. Removes the staging directories that saves
+    of `path` killed mid-write left (see `gg.save`).
 
     Departures from TensorFlow: tf.train.Checkpoint.restore matches lazily (values wait for
     variables created later) and reports unmatched names only on request
-    (`assert_consumed`); gpugrad matches everything at once and strictly, and reads only
-    safetensors files, not TensorFlow checkpoints.
+    (`assert_consumed`); gpugrad matches everything at once, strictly unless told
+    otherwise, and reads only safetensors files, not TensorFlow checkpoints.
     """
     _check_savable(obj, "restore")
     path = os.fspath(path)
     _remove_stale_staging(path)
-    listing, values = _read(path, "restore", load_values=True)
-    built = _build_from_file(obj, listing)
+    listing, values, metadata = _read(path, "restore", load_values=True)
+    sections, listing, values = _file_sections(listing, values, metadata, path)
+
+    def saved_state(name):
+        return any(_in_section(name, p, slots) for p, (_, slots) in sections.items())
+
+    if weights_only:
+        listing = {name: found for name, found in listing.items() if not saved_state(name)}
+    targets = {} if weights_only else dict(_optimizers(obj))
+    compatible, foreign, kind_lines = {}, set(), []  # foreign: the file's names of another optimizer class
+    for prefix, opt in targets.items():
+        if prefix not in sections:
+            continue
+        kind, slots = sections[prefix]
+        if kind is None or kind == type(opt).__name__:
+            compatible[prefix] = opt
+            continue
+        names = [name for name in listing if _in_section(name, prefix, slots)]
+        foreign.update(names)
+        shown = ", ".join(map(repr, names[:4])) + (", ..." if len(names) > 4 else "")
+        kind_lines.append(f"  {prefix!r}: the object's optimizer there is {_a(type(opt).__name__)}, the file holds "
+                          f"the state of {_a(kind)} ({len(names)} name{'s' if len(names) != 1 else ''}, not "
+                          f"loaded: {shown})")
+    built = _build_from_file(obj, listing, compatible)
     try:
-        entries, optimizer_names = _flatten(obj, "restore")
-        problems, state = _mismatches(entries, optimizer_names, listing, list(_optimizers(obj)))
-        if problems:
-            raise ValueError(f"restore: {path!r} does not match the object ({len(problems)} "
-                             f"mismatch{'es' if len(problems) > 1 else ''}; nothing was restored):\n"
-                             + "\n".join(problems) + (_BUILD_HINT if state else ""))
+        entries, _ = _flatten(obj, "restore", weights_only)
+        weights = {name for name, _ in _walk(obj, "", set())}
+        foreign_targets = [p for p in targets if p in sections and p not in compatible]
+        foreign_owned = {name for name in entries if name not in weights and any(
+            _in_section(name, p, targets[p].slot_names) for p in foreign_targets)}  # state of another class's optimizer
+        missing = [name for name in entries if name not in listing or name in foreign]
+        unexpected = [name for name in listing if name not in entries or name in foreign]
+        lines = list(kind_lines) if strict else []
+        for name, target in entries.items():
+            expected = _expected(target)
+            if name in foreign_owned:
+                continue  # its optimizer's line above says why
+            if name not in listing or name in foreign:
+                if strict:
+                    lines.append(f"  {name!r}: expected {_describe(*expected)}, found nothing (not in the file)")
+            elif listing[name] != expected:
+                lines.append(f"  {name!r}: expected {_describe(*expected)}, found {_describe(*listing[name])}")
+        if strict:
+            lines += [f"  {name!r}: expected nothing (the object has no such name), found {_describe(*listing[name])}"
+                      for name in unexpected if name not in foreign]
+        if lines:
+            raise ValueError(f"restore: {path!r} does not match the object ({len(lines)} "
+                             f"mismatch{'es' if len(lines) > 1 else ''}; nothing was restored):\n" + "\n".join(lines)
+                             + (_hints(missing, unexpected, weights | foreign_owned, foreign, sections, targets,
+                                       compatible, saved_state) if strict else ""))
     except BaseException:
         for opt, var in built:
             opt.unbuild([var])  # a failed restore leaves the optimizer as it was
         raise
     for name, target in entries.items():
+        if name in foreign or name not in listing:
+            continue
         if isinstance(target, Optimizer):
             target.iterations = int(values[name])
         else:
             target.assign(values[name])
+    return RestoreResult(missing, unexpected)
+
+
+def _a(word):
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def _hints(missing, unexpected, passed, foreign, sections, targets, compatible, saved_state):
+    """What to do about the optimizer state among a strict restore's differences (`passed`:
+    the missing names no hint is about)."""
+    hints = []
+    extra_state = [name for name in unexpected if name not in foreign and saved_state(name)]
+    missing_state = [name for name in missing if name not in passed and name not in foreign]
+    if extra_state and not targets:
+        hints.append("The file holds optimizer state and the object no optimizer: pass weights_only=True to restore "
+                     "the weights alone, or strict=False to load what matches.")
+    absent = [p for p in targets if p not in sections]
+    if absent and missing_state:
+        held = f" (it holds some at {', '.join(map(repr, sections))})" if sections else ""
+        hints.append(f"The file holds no optimizer state at {', '.join(map(repr, absent))}{held}: pass "
+                     f"weights_only=True to restore the weights alone, or strict=False to load what matches.")
+    if compatible and (extra_state or missing_state):
+        hints.append(_BUILD_HINT.strip())
+    if foreign:
+        hints.append("An optimizer's state loads only into an optimizer of the same class: pass strict=False to "
+                     "skip it (the optimizer then starts afresh), or restore with the optimizer it was saved with.")
+    return "".join("\n" + hint for hint in hints)
