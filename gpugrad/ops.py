@@ -21,12 +21,12 @@ from .primitives import (  # noqa: F401  (re-exported)
 from .tensor import Tensor, Variable, _ArrayValue, constant
 
 __all__ = [
-    "abs", "add", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "divide", "equal", "exp",
-    "expand_dims", "eye", "fill", "getitem", "greater", "greater_equal", "identity", "less", "less_equal",
-    "linspace", "log", "log1p", "matmul", "maximum", "minimum", "multiply", "negative", "not_equal",
-    "ones", "ones_like", "power", "range", "reduce_all", "reduce_any", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
-    "reduce_sum", "relu", "reshape", "sigmoid", "sign", "sin", "softplus", "sqrt", "square",
-    "squared_difference", "squeeze", "stack", "stop_gradient", "subtract", "tanh", "tile", "transpose",
+    "abs", "add", "argmax", "argmin", "argsort", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "cumsum", "divide", "einsum", "equal", "exp",
+    "expand_dims", "eye", "fill", "gather", "gather_nd", "getitem", "greater", "greater_equal", "identity", "less", "less_equal",
+    "linspace", "log", "log1p", "matmul", "maximum", "minimum", "multiply", "negative", "norm", "not_equal",
+    "one_hot", "ones", "ones_like", "pad", "power", "range", "reduce_all", "reduce_any", "reduce_logsumexp", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
+    "reduce_sum", "relu", "reshape", "sigmoid", "sign", "sin", "softplus", "sort", "split", "sqrt", "square",
+    "squared_difference", "squeeze", "stack", "stop_gradient", "subtract", "tanh", "tile", "top_k", "transpose",
     "where", "zeros", "zeros_like",
 ]
 # The clipping composites are built from primitives at the end of this module.
@@ -345,6 +345,426 @@ def clip_by_global_norm(t_list, clip_norm):
     global_norm = _norm(total)
     scale = _scale(global_norm, clip_norm)
     return [None if t is None else _p.multiply(t, _p.cast(scale, dtype=t.dtype)) for t in tensors], global_norm
+
+
+# ---------------------------------------------------------------------------------------
+# Everyday ops: indices, gathers, sorting, scans, padding, splitting, norms, einsum.
+# argmax, argmin, argsort, cumsum, pad (constant) and einsum are primitives; the rest are
+# compositions, whose gradients the tape takes from the primitives they call (gathers and
+# sorts scatter-add through getitem's VJP).
+
+def _integers(t, what, name):
+    t = _tensor(t)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{what}: {name} must be integers, got dtype {t.dtype}")
+    return t
+
+
+def _index_dtype(dtype, what):
+    dtype = _backend.as_dtype(dtype)
+    if dtype not in (_backend.int32, _backend.int64):
+        raise TypeError(f"{what}: output_type must be int32 or int64, got {dtype}")
+    return dtype
+
+
+def _arg_extremum(op, what, input, axis, output_type):
+    x = _tensor(input)
+    if x.ndim == 0:
+        raise ValueError(f"{what}: the input needs rank 1 or more, got a scalar")
+    axis = _axis(0 if axis is None else axis, x.ndim, x.shape, what)
+    if x.shape[axis] == 0:
+        raise ValueError(f"{what}: axis {axis} of shape {x.shape} is empty: there is no extremum to point at")
+    return op(x, axis=axis, output_type=_index_dtype(output_type, what))
+
+
+def argmax(input, axis=None, output_type=_backend.int64):
+    """The index of the largest value along `axis` (0 when None, as in TensorFlow): the first
+    one on ties; int64 by default (or `output_type` int32). No gradient."""
+    return _arg_extremum(_p.argmax, "argmax", input, axis, output_type)
+
+
+def argmin(input, axis=None, output_type=_backend.int64):
+    """The index of the smallest value along `axis` (0 when None); the first one on ties. No
+    gradient."""
+    return _arg_extremum(_p.argmin, "argmin", input, axis, output_type)
+
+
+def _direction(direction, what):
+    if not isinstance(direction, str) or direction.upper() not in ("ASCENDING", "DESCENDING"):
+        raise ValueError(f'{what}: direction must be "ASCENDING" or "DESCENDING", got {direction!r}')
+    return direction.upper() == "DESCENDING"
+
+
+def _sortable(values, axis, what):
+    x = _tensor(values)
+    if x.ndim == 0:
+        raise ValueError(f"{what}: the input needs rank 1 or more, got a scalar")
+    return x, _axis(axis, x.ndim, x.shape, what)
+
+
+def argsort(values, axis=-1, direction="ASCENDING", stable=False):
+    """The int32 indices that sort `values` along `axis`. The sort is always stable (equal
+    values keep their order, in either direction), so `stable` is accepted and ignored."""
+    x, axis = _sortable(values, axis, "argsort")
+    return _p.argsort(x, axis=axis, descending=_direction(direction, "argsort"), output_type=_backend.int32)
+
+
+def _along(x, indices, axis):
+    """x's values picked by integer `indices` along `axis` (numpy's take_along_axis):
+    indices has x's rank, and the other axes index themselves. One getitem, so the gradient
+    scatters back (adding where an index repeats)."""
+    key = []
+    for a in builtins.range(x.ndim):
+        if a == axis:
+            key.append(indices)
+        else:
+            side = indices.shape[a]
+            key.append(_p.reshape(range(side, dtype=_backend.int64, device=x.device),
+                                  shape=tuple(side if b == a else 1 for b in builtins.range(x.ndim))))
+    return getitem(x, tuple(key))
+
+
+def sort(values, axis=-1, direction="ASCENDING"):
+    """`values` sorted along `axis`; the gradient goes back to each value's place."""
+    x, axis = _sortable(values, axis, "sort")
+    order = _p.argsort(x, axis=axis, descending=_direction(direction, "sort"), output_type=_backend.int64)
+    return _along(x, order, axis)
+
+
+class TopK(tuple):
+    """(values, indices), as TensorFlow's TopKV2: also readable as .values and .indices."""
+
+    __slots__ = ()
+
+    def __new__(cls, values, indices):
+        return tuple.__new__(cls, (values, indices))
+
+    values = property(lambda self: self[0], doc="The k largest values along the last axis, largest first.")
+    indices = property(lambda self: self[1], doc="Their int32 indices in the last axis.")
+
+
+def top_k(input, k=1, sorted=True):
+    """(values, indices) of the k largest entries along the last axis, largest first and the
+    lower index first among equal values, as in TensorFlow. The values get gradients (to the
+    entries they came from); the int32 indices do not. `sorted=False` gives the same order."""
+    x, axis = _sortable(input, -1, "top_k")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise TypeError(f"top_k: k must be an int, got {k!r}") from None
+    if not 0 <= k <= x.shape[-1]:
+        raise ValueError(f"top_k: k = {k} is out of range for a last axis of size {x.shape[-1]} (shape {x.shape})")
+    order = _p.argsort(x, axis=axis, descending=True, output_type=_backend.int32)
+    indices = order[..., :k]
+    return TopK(_along(x, indices, axis), indices)
+
+
+def _check_range(indices, side, what, where_):
+    """IndexError unless every entry of `indices` lies in [0, side)."""
+    if indices.size == 0:
+        return
+    low, high = int(reduce_min(indices)), int(reduce_max(indices))
+    for bad in (low, high):
+        if not 0 <= bad < side:
+            raise IndexError(f"{what}: index {bad} is out of range for {where_} of size {side}")
+
+
+def gather(params, indices, axis=None, batch_dims=0):
+    """Slices of `params` along `axis` (0 when None) at integer `indices`: the result has shape
+    params.shape[:axis] + indices.shape + params.shape[axis + 1:]. The gradient goes to params
+    only, summed where an index repeats. Indices outside [0, params.shape[axis]) raise
+    IndexError (negative ones too, as in TensorFlow). Only batch_dims=0."""
+    x = _tensor(params)
+    indices = _integers(indices, "gather", "indices")
+    if batch_dims != 0:
+        raise NotImplementedError("gather: only batch_dims=0 is supported")
+    if x.ndim == 0:
+        raise ValueError("gather: params needs rank 1 or more, got a scalar")
+    axis = _axis(0 if axis is None else axis, x.ndim, x.shape, "gather")
+    _check_range(indices, x.shape[axis], "gather", f"axis {axis} of params of shape {x.shape}")
+    return getitem(x, (slice(None),) * axis + (indices,))
+
+
+def gather_nd(params, indices, batch_dims=0):
+    """params at the index tuples in the last axis of integer `indices`: the result has shape
+    indices.shape[:-1] + params.shape[indices.shape[-1]:]. Gradients as gather's."""
+    x = _tensor(params)
+    indices = _integers(indices, "gather_nd", "indices")
+    if batch_dims != 0:
+        raise NotImplementedError("gather_nd: only batch_dims=0 is supported")
+    if indices.ndim == 0 or indices.shape[-1] > x.ndim:
+        raise ValueError(f"gather_nd: indices of shape {indices.shape} need rank 1 or more and a last axis no "
+                         f"longer than the rank of params, of shape {x.shape}")
+    depth, batch = indices.shape[-1], indices.shape[:-1]
+    if depth == 0:  # every index tuple is empty: each picks all of params
+        return broadcast_to(reshape(x, (1,) * len(batch) + x.shape), batch + x.shape)
+    key = []
+    for i in builtins.range(depth):
+        column = indices[..., i]
+        _check_range(column, x.shape[i], "gather_nd", f"axis {i} of params of shape {x.shape}")
+        key.append(column)
+    return getitem(x, tuple(key))
+
+
+def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None):
+    """on_value where the new axis `axis` (-1, the last, by default) counts up to each index,
+    off_value elsewhere: shape indices.shape with `depth` inserted at `axis`. Indices outside
+    [0, depth) give a row of off_value, as in TensorFlow. on_value and off_value default to 1
+    and 0, dtype to on_value's (or off_value's) dtype when one is a tensor, else float32."""
+    indices = _integers(indices, "one_hot", "indices")
+    try:
+        depth = operator.index(depth)
+    except TypeError:
+        raise TypeError(f"one_hot: depth must be an int, got {depth!r}") from None
+    if depth < 0:
+        raise ValueError(f"one_hot: depth must not be negative, got {depth}")
+    if dtype is None:
+        given = [v for v in (on_value, off_value) if type(v) is Tensor or type(v) is Variable]
+        dtype = given[0].dtype if given else _backend.float32
+    dtype = _backend.as_dtype(dtype)
+    rank = indices.ndim + 1
+    axis = _axis(-1 if axis is None else axis, rank, indices.shape + (depth,), "one_hot")
+    positions = _p.reshape(range(depth, dtype=indices.dtype, device=indices.device),
+                           shape=tuple(depth if a == axis else 1 for a in builtins.range(rank)))
+    hit = _p.equal(_p.expand_dims(indices, axis=axis), positions)
+    on, off = (cast(v if type(v) is Tensor or type(v) is Variable else constant(default if v is None else v,
+                                                                                device=indices.device), dtype)
+               for v, default in ((on_value, 1), (off_value, 0)))
+    return _p.where(hit, on, off)
+
+
+def reduce_logsumexp(input_tensor, axis=None, keepdims=False):
+    """log(sum(exp(x))) over `axis`, computed as m + log(sum(exp(x - m))) with m the maximum
+    along axis (0 where that is not finite), so that it neither overflows nor underflows; the
+    gradient is softmax(x) along axis."""
+    x = _tensor(input_tensor)
+    axes = _axes(axis, x, "reduce_logsumexp")
+    if x.size == 0:  # nothing to shift by: log(0) = -inf
+        return _p.log(reduce_sum(_p.exp(x), axes, keepdims))
+    top = reduce_max(x, axes, keepdims=True)
+    shift = _p.stop_gradient(where(_p.less(abs(top), float("inf")), top, _p.zeros_like(top)))
+    out = _p.add(_p.log(reduce_sum(_p.exp(_p.subtract(x, shift)), axes, keepdims=True)), shift)
+    if keepdims:
+        return out
+    return _p.reshape(out, shape=() if axes is None else tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+_SUBSCRIPTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _einsum_equation(equation, operands):
+    """`equation` in the explicit form the primitive takes: "->" and an output, no spaces,
+    ellipses spelled out in unused letters; ValueError naming what does not fit."""
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: the equation must be a str, got {type(equation).__name__}")
+    text = equation.replace(" ", "")
+    if text.count("->") > 1:
+        raise ValueError(f"einsum: equation {equation!r} has more than one '->'")
+    inputs, arrow, output = text.partition("->")
+    inputs = inputs.split(",")
+    if len(inputs) != len(operands):
+        raise ValueError(f"einsum: equation {equation!r} names {len(inputs)} operand(s), got {len(operands)}")
+    for part in inputs + ([output] if arrow else []):
+        letters = part.replace("...", "")
+        bad = [c for c in letters if c not in _SUBSCRIPTS]
+        if bad or part.count("...") > 1:
+            raise ValueError(f"einsum: equation {equation!r}: {part!r} is not a subscript list (letters and at "
+                             f"most one '...')")
+    # Spell each ellipsis out in letters the equation does not use, aligned from the right.
+    free = [c for c in _SUBSCRIPTS if c not in text]
+    widths = []
+    for part, x in zip(inputs, operands):
+        named = len(part.replace("...", ""))
+        if ("..." in part and named > x.ndim) or ("..." not in part and named != x.ndim):
+            raise ValueError(f"einsum: equation {equation!r}: subscripts {part!r} do not fit an operand of shape "
+                             f"{x.shape}")
+        widths.append(x.ndim - named if "..." in part else 0)
+    width = builtins.max(widths, default=0)
+    ellipsis = "".join(free[:width])
+    spelled = [part.replace("...", ellipsis[width - w:]) for part, w in zip(inputs, widths)]
+    if arrow:
+        if "..." not in output and width and builtins.any(widths):
+            raise ValueError(f"einsum: equation {equation!r}: the output needs '...' for the axes the inputs' "
+                             f"'...' stand for")
+        output = output.replace("...", ellipsis)
+    else:  # implicit form: the ellipsis axes, then the letters used once, in alphabetical order
+        counts = {}
+        for part in spelled:
+            for c in part:
+                counts[c] = counts.get(c, 0) + 1
+        output = ellipsis + "".join(builtins.sorted(c for c, n in counts.items() if n == 1 and c not in ellipsis))
+    sizes = {}
+    for part, x in zip(spelled, operands):
+        if len(set(part)) != len(part):
+            raise ValueError(f"einsum: equation {equation!r}: a subscript repeats within operand {part!r} "
+                             f"(diagonals and traces are not supported)")
+        for c, side in zip(part, x.shape):
+            if side != 1 and sizes.setdefault(c, side) != side:
+                raise ValueError(f"einsum: equation {equation!r}: subscript {c!r} has sizes {sizes[c]} and {side} "
+                                 f"(operand shapes {', '.join(str(o.shape) for o in operands)})")
+    used = set("".join(spelled))
+    missing = [c for c in output if c not in used]
+    if missing or len(set(output)) != len(output):
+        raise ValueError(f"einsum: equation {equation!r}: the output {output!r} names a subscript "
+                         f"{'no input has' if missing else 'twice'}")
+    return ",".join(spelled) + "->" + output
+
+
+def einsum(equation, *inputs):
+    """Einstein summation, as tf.einsum: "ij,jk->ik" (matmul), "bi,bj->ij" (a batch of outer
+    products summed), "i,i->" (a dot product), "...ij->...ji" (ellipses broadcast), and the
+    implicit form without "->" (output subscripts: those used once, alphabetically).
+    Subscripts repeated within one operand (diagonals, traces) are not supported. Gradients
+    for every float operand, each an einsum of the output's gradient with the others."""
+    if not inputs:
+        raise ValueError("einsum needs at least one operand")
+    operands = [_tensor(x) for x in inputs]
+    return _p.einsum(*operands, equation=_einsum_equation(equation, operands))
+
+
+def _paddings(paddings, x, what):
+    if type(paddings) is Tensor or type(paddings) is Variable:
+        paddings = paddings.numpy().tolist()
+    try:
+        pairs = tuple((operator.index(before), operator.index(after)) for before, after in paddings)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what}: paddings must be one [before, after] pair of ints per axis, got "
+                        f"{paddings!r}") from None
+    if len(pairs) != x.ndim:
+        raise ValueError(f"{what}: {len(pairs)} padding pair(s) for a tensor of rank {x.ndim} (shape {x.shape})")
+    if builtins.any(n < 0 for pair in pairs for n in pair):
+        raise ValueError(f"{what}: paddings must not be negative, got {pairs}")
+    return pairs
+
+
+def pad(tensor, paddings, mode="CONSTANT", constant_values=0):
+    """`tensor` with paddings[i] = [before, after] entries added ahead of and behind axis i.
+
+    mode "CONSTANT" fills them with `constant_values` (a number; it gets no gradient);
+    "REFLECT" mirrors the values without repeating the edge (before, after < the axis' size);
+    "SYMMETRIC" mirrors them edge included (before, after <= the axis' size)."""
+    x = _tensor(tensor)
+    pairs = _paddings(paddings, x, "pad")
+    mode = mode.upper() if isinstance(mode, str) else mode
+    if mode == "CONSTANT":
+        if type(constant_values) is Tensor or type(constant_values) is Variable:
+            constant_values = constant_values.numpy().item()
+        return _p.pad(x, paddings=pairs, constant_values=constant_values)
+    if mode not in ("REFLECT", "SYMMETRIC"):
+        raise ValueError(f'pad: mode must be "CONSTANT", "REFLECT" or "SYMMETRIC", got {mode!r}')
+    edge = 1 if mode == "REFLECT" else 0
+    for axis, (before, after) in enumerate(pairs):
+        side = x.shape[axis]
+        if builtins.max(before, after) > side - edge:
+            raise ValueError(f"pad: paddings {(before, after)} of axis {axis} are too wide for mode {mode} and "
+                             f"size {side} (at most {side - edge})")
+        if not before and not after:
+            continue
+        lead = (slice(None),) * axis
+        parts = [x]
+        if before:  # entries edge + before - 1 down to edge
+            parts.insert(0, getitem(x, lead + (slice(edge + before - 1, edge - 1 if edge else None, -1),)))
+        if after:  # entries side - 1 - edge down to side - edge - after
+            stop = side - 1 - edge - after
+            parts.append(getitem(x, lead + (slice(side - 1 - edge, stop if stop >= 0 else None, -1),)))
+        x = concat(parts, axis)
+    return x
+
+
+def split(value, num_or_size_splits, axis=0, num=None):
+    """`value` cut along `axis` into a list of tensors: an int n gives n equal parts (the
+    axis' size must divide by it); a list gives parts of those sizes (one may be -1: the
+    rest). Each part's gradient goes back to its slice."""
+    x = _tensor(value)
+    if x.ndim == 0:
+        raise ValueError("split: the input needs rank 1 or more, got a scalar")
+    axis = _axis(axis, x.ndim, x.shape, "split")
+    side = x.shape[axis]
+    if type(num_or_size_splits) is Tensor or type(num_or_size_splits) is Variable:
+        num_or_size_splits = num_or_size_splits.numpy().tolist()
+    if isinstance(num_or_size_splits, numbers.Integral):
+        n = int(num_or_size_splits)
+        if n <= 0 or side % n:
+            raise ValueError(f"split: cannot split axis {axis} of size {side} (shape {x.shape}) into {n} equal parts")
+        sizes = [side // n] * n
+    else:
+        sizes = list(_shape(num_or_size_splits, "split"))
+        if sizes.count(-1) > 1 or builtins.any(s < -1 for s in sizes):
+            raise ValueError(f"split: sizes {sizes} may hold one -1 and no other negative size")
+        if -1 in sizes:
+            rest = side - (sum(sizes) + 1)
+            if rest < 0:
+                raise ValueError(f"split: sizes {sizes} add up to more than {side}, axis {axis}'s size")
+            sizes[sizes.index(-1)] = rest
+        if sum(sizes) != side:
+            raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, not {side}, the size of axis {axis} "
+                             f"(shape {x.shape})")
+    if num is not None and num != len(sizes):
+        raise ValueError(f"split: num = {num} but the split gives {len(sizes)} parts")
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(getitem(x, (slice(None),) * axis + (slice(start, start + size),)))
+        start += size
+    return parts
+
+
+def _norm_axes(axis, x):
+    """None, one normalized axis (a 1-tuple), or an ordered pair of distinct axes."""
+    if axis is None:
+        return None
+    if type(axis) is Tensor or type(axis) is Variable:
+        axis = axis.numpy().tolist()
+    items = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+    if len(items) not in (1, 2):
+        raise ValueError(f"norm: axis must be None, an int or a pair of ints, got {axis!r}")
+    axes = tuple(_axis(a, x.ndim, x.shape, "norm") for a in items)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"norm: the two axes of a matrix norm must differ, got {axis!r}")
+    return axes
+
+
+def norm(tensor, ord="euclidean", axis=None, keepdims=None):
+    """The vector or matrix norm of `tensor`.
+
+    axis None (every entry, as one vector) or an int: vector norms, ord "euclidean" (or 2),
+    1, inf, or any positive p for (sum |x|^p)^(1/p). axis a pair (rows, columns): matrix norms,
+    ord "euclidean" or "fro" (Frobenius), 1 (the largest column sum of |x|) or inf (the
+    largest row sum). The spectral norm (ord 2 on a pair) is not supported. The euclidean
+    norm's gradient is 0 where the norm is 0 (TensorFlow's is NaN there)."""
+    x = _tensor(tensor)
+    axes = _norm_axes(axis, x)
+    keepdims = bool(keepdims)
+    matrix = axes is not None and len(axes) == 2
+    numeric = isinstance(ord, numbers.Real) and not isinstance(ord, bool)
+    if ord in ("euclidean", "fro") or (numeric and ord == 2 and not matrix):
+        if ord == "fro" and not matrix:
+            raise ValueError("norm: ord 'fro' is a matrix norm: give axis as a pair of axes")
+        return _norm(reduce_sum(_p.multiply(x, x), axes, keepdims))
+    if not numeric or not ord > 0:
+        raise ValueError(f"norm: ord must be 'euclidean', 'fro', 1, 2, inf or a positive number, got {ord!r}")
+    magnitude = abs(x)
+    if matrix:
+        if ord not in (1, float("inf")):
+            raise ValueError(f"norm: ord {ord!r} is not supported for a matrix norm (axis {axis!r}); use "
+                             f"'euclidean', 'fro', 1 or inf")
+        inner, outer = axes if ord == 1 else axes[::-1]  # 1: sum down each column; inf: along each row
+        return reduce_max(reduce_sum(magnitude, inner, keepdims=True), (inner, outer), keepdims)
+    if ord == float("inf"):
+        return reduce_max(magnitude, axes, keepdims)
+    if ord == 1:
+        return reduce_sum(magnitude, axes, keepdims)
+    return _p.power(reduce_sum(_p.power(magnitude, float(ord)), axes, keepdims), 1.0 / ord)
+
+
+def cumsum(x, axis=0, exclusive=False, reverse=False):
+    """Running sums along `axis`: exclusive leaves each entry out of its own sum (starting
+    from 0), reverse sums from the end. Integer tensors keep their dtype. The gradient is
+    the running sum of the output's gradient in the other direction."""
+    x = _tensor(x)
+    if x.ndim == 0:
+        raise ValueError("cumsum: the input needs rank 1 or more, got a scalar")
+    return _p.cumsum(x, axis=_axis(axis, x.ndim, x.shape, "cumsum"), exclusive=bool(exclusive),
+                     reverse=bool(reverse))
 
 
 # ---------------------------------------------------------------------------------------

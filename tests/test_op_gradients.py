@@ -108,6 +108,31 @@ def matmul_layout(draw, s):  # s: the batch shape; the partner's batch broadcast
     return [bx + ((k, m) if ta else (m, k)), by + ((n, k) if tb else (k, n))], dict(transpose_a=ta, transpose_b=tb)
 
 
+def cumsum_layout(draw, s):
+    return [s], dict(axis=draw(st.integers(-len(s), len(s) - 1)), exclusive=draw(st.booleans()),
+                     reverse=draw(st.booleans()))
+
+
+def pad_layout(draw, s):
+    return [s], dict(paddings=[[draw(st.integers(0, 2)), draw(st.integers(0, 2))] for _ in s],
+                     constant_values=draw(st.sampled_from([0, -1.5])))
+
+
+EINSUMS = ["ij,jk->ik", "bi,bj->ij", "i,i->", "ij->ji", "ij->", "bij,bjk->bik", "ij,jk->i", "i,j->ij",
+           "ij,jk", "...ij,...jk->...ik", "bij,j->bi"]
+
+
+def einsum_layout(draw, s):  # the drawn shape is not used: the subscripts' sizes are drawn instead
+    equation = draw(st.sampled_from(EINSUMS))
+    sizes = {c: draw(st.sampled_from([1, 2, 3, 0])) for c in "bijk"}
+    inputs = equation.partition("->")[0].split(",")
+    batch = [tuple(draw(st.integers(1, 2)) for _ in range(draw(st.integers(0, 2))))] * len(inputs)
+    if "..." in equation and draw(st.booleans()):  # broadcast the ellipsis: a 1 or a missing axis in one operand
+        batch[1] = batch[1][1:] if draw(st.booleans()) else tuple(1 for _ in batch[1])
+    return [b * ("..." in part) + tuple(sizes[c] for c in part.replace("...", "")) for part, b in zip(inputs, batch)], \
+        dict(equation=equation)
+
+
 def _cast_twice(x, dtypes):
     return gg.cast(gg.cast(x, dtypes[0]), dtypes[1])
 
@@ -224,6 +249,9 @@ CASES = {
     "stack": Case(lambda *xs, axis: gg.stack(list(xs), axis), ANY, layout=lambda draw, s: (
         [s] * draw(st.integers(1, 3)), dict(axis=draw(st.integers(-len(s) - 1, len(s)))))),
     "getitem": Case(gg.getitem, ANY, layout=lambda draw, s: ([s], dict(key=draw(index_keys(s))))),
+    "cumsum": Case(gg.cumsum, ANY, layout=cumsum_layout, dims=dict(min_dims=1)),
+    "pad": Case(gg.pad, ANY, layout=pad_layout),
+    "einsum": Case(lambda *xs, equation: gg.einsum(equation, *xs), ANY, layout=einsum_layout),
 }
 
 # Weak Python scalars as operands, and inputs used twice (gradients accumulate).

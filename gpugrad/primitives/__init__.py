@@ -19,6 +19,8 @@ The modules, in import order (each imports only those above it):
 - reductions.py: reduce_sum, reduce_mean, reduce_max, reduce_min, reduce_prod (and the
   backward ops of the first two), and tile, whose VJP is a sum.
 - linalg.py: matmul.
+- arrays.py: argmax, argmin, argsort (no gradients), cumsum and pad.
+- einsum.py: einsum, whose VJP is an einsum per operand.
 - updates.py: the optimizers' in-place updates (sgd_update, adam_update, rmsprop_update,
   adagrad_update), reading their per-step values from device memory.
 - cuda.py: the CUDA fast paths (the fused kernels, the bias gradient, the fused updates),
@@ -52,6 +54,12 @@ from .reductions import (  # noqa: F401  (re-exported)
 )
 from .linalg import (  # noqa: F401  (re-exported)
     matmul, matmul_vjp,
+)
+from .arrays import (  # noqa: F401  (re-exported)
+    argmax, argmin, argsort, cumsum, cumsum_vjp, pad, pad_vjp,
+)
+from .einsum import (  # noqa: F401  (re-exported)
+    einsum, einsum_vjp,
 )
 from .updates import (  # noqa: F401  (re-exported)
     adagrad_update, adam_update, rmsprop_update, sgd_update,
