@@ -13,7 +13,7 @@ import operator
 from . import backend as _backend
 from . import primitives as _p
 from .primitives import (  # noqa: F401  (re-exported)
-    abs, add, clip_by_value, cos, divide, equal, exp, greater, greater_equal, identity, less,
+    abs, add, clip_by_value, cos, divide, equal, erf, exp, greater, greater_equal, identity, less,
     less_equal, log, log1p, matmul, maximum, minimum, multiply, negative, not_equal, power,
     relu, sigmoid, sign, sin, softplus, sqrt, square, squared_difference, stop_gradient,
     subtract, tanh, zeros_like,
@@ -21,7 +21,7 @@ from .primitives import (  # noqa: F401  (re-exported)
 from .tensor import Tensor, Variable, _ArrayValue, constant
 
 __all__ = [
-    "abs", "add", "argmax", "argmin", "argsort", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "cumsum", "divide", "einsum", "equal", "exp",
+    "abs", "add", "argmax", "argmin", "argsort", "broadcast_to", "cast", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "concat", "cos", "cumsum", "divide", "einsum", "equal", "erf", "exp",
     "expand_dims", "eye", "fill", "gather", "gather_nd", "getitem", "greater", "greater_equal", "identity", "less", "less_equal",
     "linspace", "log", "log1p", "matmul", "maximum", "minimum", "multiply", "negative", "norm", "not_equal",
     "one_hot", "ones", "ones_like", "pad", "power", "range", "reduce_all", "reduce_any", "reduce_logsumexp", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",

@@ -251,6 +251,7 @@ CASES = {
     "getitem": Case(gg.getitem, ANY, layout=lambda draw, s: ([s], dict(key=draw(index_keys(s))))),
     "cumsum": Case(gg.cumsum, ANY, layout=cumsum_layout, dims=dict(min_dims=1)),
     "pad": Case(gg.pad, ANY, layout=pad_layout),
+    "erf": _unary(gg.erf),
     "einsum": Case(lambda *xs, equation: gg.einsum(equation, *xs), ANY, layout=einsum_layout),
 }
 

@@ -21,6 +21,7 @@ The modules, in import order (each imports only those above it):
 - linalg.py: matmul.
 - arrays.py: argmax, argmin, argsort (no gradients), cumsum and pad.
 - einsum.py: einsum, whose VJP is an einsum per operand.
+- special.py: erf (unfused for now: it has no scalar expression, so it is of kind "opaque").
 - updates.py: the optimizers' in-place updates (sgd_update, adam_update, rmsprop_update,
   adagrad_update), reading their per-step values from device memory.
 - cuda.py: the CUDA fast paths (the fused kernels, the bias gradient, the fused updates),
@@ -60,6 +61,9 @@ from .arrays import (  # noqa: F401  (re-exported)
 )
 from .einsum import (  # noqa: F401  (re-exported)
     einsum, einsum_vjp,
+)
+from .special import (  # noqa: F401  (re-exported)
+    erf, erf_vjp,
 )
 from .updates import (  # noqa: F401  (re-exported)
     adagrad_update, adam_update, rmsprop_update, sgd_update,
