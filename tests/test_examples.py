@@ -54,7 +54,7 @@ def test_readme_migration_table_names_only_gpugrad_apis_that_exist():
     rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0][:2] == ["| task", "gpugrad"] and len(rows) >= 15
     owners = {"tape": gg.GradientTape, "opt": gg.optimizers.Optimizer, "w": gg.Variable, "t": gg.Tensor,
-              "model": gg.Module}
+              "x": gg.Tensor, "model": gg.Module}
     checked = 0
     for row in rows[1:]:
         for code in re.findall(r"`([^`]+)`", row[1]):
@@ -64,7 +64,7 @@ def test_readme_migration_table_names_only_gpugrad_apis_that_exist():
                     assert hasattr(target, part), (dotted, row[0])
                     target = getattr(target, part)
                 checked += 1
-            for owner, attribute in re.findall(r"\b(tape|opt|w|t|model)\.(\w+)", code):
+            for owner, attribute in re.findall(r"\b(tape|opt|w|t|x|model)\.(\w+)", code):
                 assert hasattr(owners[owner], attribute), (f"{owner}.{attribute}", row[0])
                 checked += 1
     assert checked >= 30
