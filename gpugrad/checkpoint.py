@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import uuid
+import warnings
 import zlib
 from typing import NamedTuple
 
@@ -494,11 +495,15 @@ def restore(path, obj, *, strict=True, weights_only=False):
         if strict:
             lines += [f"  {name!r}: expected nothing (the object has no such name), found {_describe(*listing[name])}"
                       for name in unexpected if name not in foreign]
+        part = _part_hint(entries, listing)
         if lines:
             raise ValueError(f"restore: {path!r} does not match the object ({len(lines)} "
                              f"mismatch{'es' if len(lines) > 1 else ''}; nothing was restored):\n" + "\n".join(lines)
-                             + (_hints(missing, unexpected, weights | foreign_owned, foreign, sections, targets,
-                                       compatible, saved_state) if strict else ""))
+                             + (part or _hints(missing, unexpected, weights | foreign_owned, foreign, sections,
+                                               targets, compatible, saved_state) if strict else part))
+        if part:
+            warnings.warn(f"restore: no name of the object is in {path!r}, so nothing was restored{part}",
+                          UserWarning, stacklevel=2)
     except BaseException:
         for opt, var in built:
             opt.unbuild([var])  # a failed restore leaves the optimizer as it was
@@ -511,6 +516,18 @@ def restore(path, obj, *, strict=True, weights_only=False):
         else:
             target.assign(values[name])
     return RestoreResult(missing, unexpected)
+
+
+def _part_hint(entries, listing):
+    """When no name of the object is in the file but each is under one key of it (the object
+    is the model of a {"model": ..., "optimizer": ...} file, say): how to restore it."""
+    if not entries or not listing or any(name in listing for name in entries):
+        return ""
+    for key in sorted({name.split("/")[0] for name in listing if "/" in name}):
+        if all(_join(key, name) in listing for name in entries):
+            return (f"\nThe object's names are all in the file under {key + '/'!r}: pass the object under that key, "
+                    f"as in gg.restore(path, {{{key!r}: obj}}) (with weights_only=True to skip optimizer state).")
+    return ""
 
 
 def _a(word):
