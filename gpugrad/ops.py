@@ -539,14 +539,21 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False):
     gradient is softmax(x) along axis."""
     x = _tensor(input_tensor)
     axes = _axes(axis, x, "reduce_logsumexp")
-    if x.size == 0:  # nothing to shift by: log(0) = -inf
-        return _p.log(reduce_sum(_p.exp(x), axes, keepdims))
+    if x.size == 0:  # nothing to shift by; a sum of nothing is 0
+        return _log_or_minus_inf(reduce_sum(_p.exp(x), axes, keepdims))
     top = reduce_max(x, axes, keepdims=True)
     shift = _p.stop_gradient(where(_p.less(abs(top), float("inf")), top, _p.zeros_like(top)))
-    out = _p.add(_p.log(reduce_sum(_p.exp(_p.subtract(x, shift)), axes, keepdims=True)), shift)
+    out = _p.add(_log_or_minus_inf(reduce_sum(_p.exp(_p.subtract(x, shift)), axes, keepdims=True)), shift)
     if keepdims:
         return out
     return _p.reshape(out, shape=() if axes is None else tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def _log_or_minus_inf(total):
+    """log(total), -inf where total is 0 (all of a slice's entries -inf), without NumPy's
+    divide-by-zero warning; the gradient there is 0."""
+    empty = _p.equal(total, 0)
+    return where(empty, float("-inf"), _p.log(where(empty, 1, total)))
 
 
 _SUBSCRIPTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
