@@ -21,7 +21,7 @@ import numbers
 
 from . import nn as _nn
 from . import ops as _ops
-from .ops import _axis, _tensor
+from .ops import _axis, _check_range, _tensor
 
 EPSILON = 1e-7
 
@@ -125,7 +125,8 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
     """categorical_crossentropy with integer class indices as targets: y_true of y_pred's
     shape without its last (class) axis, or with a last axis of size 1 (Keras squeezes it);
     float labels holding whole numbers are accepted, as in Keras. Labels outside
-    [0, classes) raise ValueError."""
+    [0, classes) raise ValueError, except in a gg.function's compiled steps, which do not
+    read them on the host: there such a label's loss is 0 (its one-hot row is all zeros)."""
     what = "sparse_categorical_crossentropy"
     y_pred = _tensor(y_pred)
     y_true = _tensor(y_true)
@@ -141,10 +142,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
         raise ValueError(f"{what}: y_true of shape {y_true.shape} does not match y_pred of shape {y_pred.shape} "
                          f"(y_true needs y_pred's shape without its class axis)")
     classes = y_pred.shape[-1]
-    if y_true.size:
-        for label in (int(_ops.reduce_min(y_true)), int(_ops.reduce_max(y_true))):
-            if not 0 <= label < classes:
-                raise ValueError(f"{what}: label {label} is out of range for {classes} classes")
+    _check_range(y_true, classes, what, "y_pred's class axis", ValueError, "label")
     targets = _ops.one_hot(y_true, classes, dtype=y_pred.dtype)
     return categorical_crossentropy(targets, y_pred, from_logits=from_logits)
 

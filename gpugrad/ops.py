@@ -12,6 +12,7 @@ import operator
 
 from . import backend as _backend
 from . import primitives as _p
+from .recording import THREAD as _THREAD
 from .primitives import (  # noqa: F401  (re-exported)
     abs, add, clip_by_value, cos, divide, equal, erf, exp, greater, greater_equal, identity, less,
     less_equal, log, log1p, matmul, maximum, minimum, multiply, negative, not_equal, power,
@@ -410,18 +411,9 @@ def argsort(values, axis=-1, direction="ASCENDING", stable=False):
 
 
 def _along(x, indices, axis):
-    """x's values picked by integer `indices` along `axis` (numpy's take_along_axis):
-    indices has x's rank, and the other axes index themselves. One getitem, so the gradient
-    scatters back (adding where an index repeats)."""
-    key = []
-    for a in builtins.range(x.ndim):
-        if a == axis:
-            key.append(indices)
-        else:
-            side = indices.shape[a]
-            key.append(_p.reshape(range(side, dtype=_backend.int64, device=x.device),
-                                  shape=tuple(side if b == a else 1 for b in builtins.range(x.ndim))))
-    return getitem(x, tuple(key))
+    """x's values picked by integer `indices` along `axis` (numpy's take_along_axis); the
+    gradient scatters back, adding where an index repeats."""
+    return _p.take_along_axis(x, indices, axis=axis)
 
 
 def sort(values, axis=-1, direction="ASCENDING"):
@@ -459,21 +451,25 @@ def top_k(input, k=1, sorted=True):
     return TopK(_along(x, indices, axis), indices)
 
 
-def _check_range(indices, side, what, where_):
-    """IndexError unless every entry of `indices` lies in [0, side)."""
-    if indices.size == 0:
+def _check_range(indices, side, what, where_, error=IndexError, noun="index"):
+    """`error` unless every entry of `indices` lies in [0, side). Left out while a gg.function
+    captures a step: it reads the indices on the host, which would make the function run
+    eagerly on every call (and a replay would not check its new indices anyway)."""
+    if indices.size == 0 or _THREAD.state.capture is not None:
         return
     low, high = int(reduce_min(indices)), int(reduce_max(indices))
     for bad in (low, high):
         if not 0 <= bad < side:
-            raise IndexError(f"{what}: index {bad} is out of range for {where_} of size {side}")
+            raise error(f"{what}: {noun} {bad} is out of range for {where_} of size {side}")
 
 
 def gather(params, indices, axis=None, batch_dims=0):
     """Slices of `params` along `axis` (0 when None) at integer `indices`: the result has shape
     params.shape[:axis] + indices.shape + params.shape[axis + 1:]. The gradient goes to params
     only, summed where an index repeats. Indices outside [0, params.shape[axis]) raise
-    IndexError (negative ones too, as in TensorFlow). Only batch_dims=0."""
+    IndexError (negative ones too, as in TensorFlow), but in a gg.function's compiled steps,
+    which do not read them on the host: there a negative index counts from the end. Only
+    batch_dims=0."""
     x = _tensor(params)
     indices = _integers(indices, "gather", "indices")
     if batch_dims != 0:
@@ -482,7 +478,7 @@ def gather(params, indices, axis=None, batch_dims=0):
         raise ValueError("gather: params needs rank 1 or more, got a scalar")
     axis = _axis(0 if axis is None else axis, x.ndim, x.shape, "gather")
     _check_range(indices, x.shape[axis], "gather", f"axis {axis} of params of shape {x.shape}")
-    return getitem(x, (slice(None),) * axis + (indices,))
+    return _p.gather(x, indices, axis=axis)
 
 
 def gather_nd(params, indices, batch_dims=0):
@@ -498,12 +494,17 @@ def gather_nd(params, indices, batch_dims=0):
     depth, batch = indices.shape[-1], indices.shape[:-1]
     if depth == 0:  # every index tuple is empty: each picks all of params
         return broadcast_to(reshape(x, (1,) * len(batch) + x.shape), batch + x.shape)
-    key = []
     for i in builtins.range(depth):
-        column = indices[..., i]
-        _check_range(column, x.shape[i], "gather_nd", f"axis {i} of params of shape {x.shape}")
-        key.append(column)
-    return getitem(x, tuple(key))
+        _check_range(indices[..., i], x.shape[i], "gather_nd", f"axis {i} of params of shape {x.shape}")
+    # One gather from params viewed with its first `depth` axes as one, at the row-major
+    # position of each index tuple.
+    strides, stride = [], 1
+    for side in reversed(x.shape[:depth]):
+        strides.insert(0, stride)
+        stride *= side
+    position = reduce_sum(_p.multiply(_p.cast(indices, dtype=_backend.int64),
+                                      constant(strides, dtype=_backend.int64, device=x.device)), axis=-1)
+    return _p.gather(_p.reshape(x, shape=(stride,) + x.shape[depth:]), position, axis=0)
 
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None):

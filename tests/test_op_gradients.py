@@ -118,6 +118,29 @@ def pad_layout(draw, s):
                      constant_values=draw(st.sampled_from([0, -1.5])))
 
 
+def gather_layout(draw, s):  # indices with repeats, so that the scatter-add accumulates
+    axis = draw(st.integers(0, len(s) - 1))
+    indices = draw(hnp.arrays(np.int64, draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3)),
+                              elements=st.integers(0, s[axis] - 1)))
+    return [s], dict(indices=indices, axis=axis)
+
+
+def gather_backward_layout(draw, s):
+    [s], params = gather_layout(draw, s)
+    return [np.take(np.empty(s), params["indices"], axis=params["axis"]).shape], dict(params, shape=s)
+
+
+def along_layout(draw, s):
+    axis = draw(st.integers(0, len(s) - 1))
+    shape = s[:axis] + (draw(st.integers(0, 4)),) + s[axis + 1:]
+    return [s], dict(indices=draw(hnp.arrays(np.int64, shape, elements=st.integers(0, s[axis] - 1))), axis=axis)
+
+
+def along_backward_layout(draw, s):
+    [s], params = along_layout(draw, s)
+    return [params["indices"].shape], dict(params, shape=s)
+
+
 EINSUMS = ["ij,jk->ik", "bi,bj->ij", "i,i->", "ij->ji", "ij->", "bij,bjk->bik", "ij,jk->i", "i,j->ij",
            "ij,jk", "...ij,...jk->...ik", "bij,j->bi"]
 
@@ -252,6 +275,14 @@ CASES = {
     "cumsum": Case(gg.cumsum, ANY, layout=cumsum_layout, dims=dict(min_dims=1)),
     "pad": Case(gg.pad, ANY, layout=pad_layout),
     "erf": _unary(gg.erf),
+    "gather": Case(lambda x, indices, axis: P.gather(x, indices, axis=axis), ANY, layout=gather_layout,
+                   dims=dict(min_dims=1, min_side=1)),
+    "gather_backward": Case(lambda dy, indices, axis, shape: P.gather_backward(dy, indices, axis=axis, shape=shape),
+                            ANY, layout=gather_backward_layout, dims=dict(min_dims=1, min_side=1)),
+    "take_along_axis": Case(lambda x, indices, axis: P.take_along_axis(x, indices, axis=axis), ANY,
+                            layout=along_layout, dims=dict(min_dims=1, min_side=1)),
+    "take_along_axis_backward": Case(lambda dy, indices, axis, shape: P.take_along_axis_backward(
+        dy, indices, axis=axis, shape=shape), ANY, layout=along_backward_layout, dims=dict(min_dims=1, min_side=1)),
     "einsum": Case(lambda *xs, equation: gg.einsum(equation, *xs), ANY, layout=einsum_layout),
 }
 

@@ -19,7 +19,8 @@ The modules, in import order (each imports only those above it):
 - reductions.py: reduce_sum, reduce_mean, reduce_max, reduce_min, reduce_prod (and the
   backward ops of the first two), and tile, whose VJP is a sum.
 - linalg.py: matmul.
-- arrays.py: argmax, argmin, argsort (no gradients), cumsum and pad.
+- arrays.py: argmax, argmin, argsort (no gradients), gather and take_along_axis (with their
+  scatter-add backward ops), cumsum and pad.
 - einsum.py: einsum, whose VJP is an einsum per operand.
 - special.py: erf (unfused for now: it has no scalar expression, so it is of kind "opaque").
 - updates.py: the optimizers' in-place updates (sgd_update, adam_update, rmsprop_update,
@@ -57,7 +58,9 @@ from .linalg import (  # noqa: F401  (re-exported)
     matmul, matmul_vjp,
 )
 from .arrays import (  # noqa: F401  (re-exported)
-    argmax, argmin, argsort, cumsum, cumsum_vjp, pad, pad_vjp,
+    argmax, argmin, argsort, cumsum, cumsum_vjp, gather, gather_backward, gather_backward_vjp, gather_vjp,
+    pad, pad_vjp, take_along_axis, take_along_axis_backward, take_along_axis_backward_vjp,
+    take_along_axis_vjp,
 )
 from .einsum import (  # noqa: F401  (re-exported)
     einsum, einsum_vjp,

@@ -1,14 +1,16 @@
 """Array primitives beyond the basic shapes: argmax, argmin and argsort (indices, never
-differentiated), cumsum (a scan, whose VJP is the scan run the other way) and pad (constant
-padding, whose VJP slices the padding off again).
+differentiated); gather and take_along_axis, which take their integer indices as an input
+(so that a gg.function captures indices computed in the step, as a sort's), each with its
+scatter-add backward; cumsum (a scan, whose VJP is the scan run the other way) and pad
+(constant padding, whose VJP slices the padding off again).
 
 ops.py normalizes every parameter before it gets here: axes are non-negative ints, paddings
-a tuple of (before, after) pairs of non-negative ints, dtypes numpy dtypes. sort, top_k,
-gather and the reflecting pads are compositions in ops.py (argsort and getitem), so their
-gradients come from getitem's scatter-add.
+a tuple of (before, after) pairs of non-negative ints, dtypes numpy dtypes, and it checks the
+indices' range. sort, top_k, gather_nd and the reflecting pads are compositions in ops.py.
 """
 from ..backend import xp_of
 from ..dispatch import primitive
+from ._common import _needs_grad
 from .shapes import getitem
 
 
@@ -41,6 +43,64 @@ def argsort(x, *, axis, descending, output_type):
     n = x.shape[axis]
     order = _flip(xp.argsort(_flip(x, axis), axis=axis, kind="stable"), axis)
     return ((n - 1) - order).astype(output_type, copy=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Gathers: indices are the second input (integers: no gradient); repeated indices add up in
+# the backward's scatter
+
+@primitive(kind="opaque")
+def gather(params, indices, *, axis):
+    return xp_of(params).take(params, indices, axis=axis)
+
+
+@gather.defvjp
+def gather_vjp(g, out, params, indices, *, axis):  # scatter g back to the gathered slices
+    return (gather_backward(g, indices, axis=axis, shape=params.shape) if _needs_grad(params) else None), None
+
+
+@primitive(kind="opaque")
+def gather_backward(dy, indices, *, axis, shape):
+    dx = xp_of(dy).zeros(shape, dtype=dy.dtype)
+    xp_of(dy).add.at(dx, (slice(None),) * axis + (indices,), dy)
+    return dx
+
+
+@gather_backward.defvjp
+def gather_backward_vjp(g, out, dy, indices, *, axis, shape):  # the adjoint of a scatter-add is a gather
+    return gather(g, indices, axis=axis), None
+
+
+def _along_key(xp, indices, axis):
+    """The index tuple of numpy's take_along_axis: `indices` on `axis`, and on every other
+    axis an arange that broadcasts along the rest."""
+    ndim = indices.ndim
+    return tuple(indices if a == axis else
+                 xp.arange(side).reshape(tuple(side if b == a else 1 for b in range(ndim)))
+                 for a, side in enumerate(indices.shape))
+
+
+@primitive(kind="opaque")
+def take_along_axis(x, indices, *, axis):
+    return xp_of(x).take_along_axis(x, indices, axis=axis)
+
+
+@take_along_axis.defvjp
+def take_along_axis_vjp(g, out, x, indices, *, axis):  # scatter g back where each value came from
+    return (take_along_axis_backward(g, indices, axis=axis, shape=x.shape) if _needs_grad(x) else None), None
+
+
+@primitive(kind="opaque")
+def take_along_axis_backward(dy, indices, *, axis, shape):
+    xp = xp_of(dy)
+    dx = xp.zeros(shape, dtype=dy.dtype)
+    xp.add.at(dx, _along_key(xp, indices, axis), dy)
+    return dx
+
+
+@take_along_axis_backward.defvjp
+def take_along_axis_backward_vjp(g, out, dy, indices, *, axis, shape):
+    return take_along_axis(g, indices, axis=axis), None
 
 
 # ---------------------------------------------------------------------------------------
