@@ -585,3 +585,18 @@ def test_losses_in_float32_and_in_a_training_step(batch):
 def test_loss_errors(call, error, text):
     with pytest.raises(error, match=text):
         call()
+
+
+def test_gathers_and_sorts_are_captured_by_gg_function(rng):
+    """Their indices are inputs of primitives, not static parameters, so a step that computes
+    them is captured (a fallback to eager calls would warn, and warnings fail these tests)."""
+    x, idx = gg.constant(rng.normal(size=(3, 4))), gg.constant([2, 0])
+
+    def f(x, idx):
+        return (gg.reduce_sum(gg.gather(x, idx + 1, axis=1)) + gg.reduce_sum(gg.top_k(x, 2).values)
+                + gg.reduce_sum(gg.sort(x, 0)) + gg.reduce_sum(gg.gather_nd(x, gg.stack([idx, idx], 1))))
+
+    step = gg.function(f)
+    for _ in range(2):
+        np.testing.assert_allclose(step(x, idx).numpy(), f(x, idx).numpy(), rtol=1e-12)
+    assert "take_along_axis" in step.trace_text() and "gather" in step.trace_text()
