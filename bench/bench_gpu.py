@@ -139,6 +139,10 @@ def run_config(name, hidden, points, steps, repeats, factories):
     for other in ("pytorch cuda eager", "pytorch cuda graph"):
         if other in times and "gpugrad compiled" in times:
             print(f"gpugrad compiled / {other}: {times['gpugrad compiled'] / times[other]:.2f}x")
+    if "gpugrad compiled" in built:  # what one compiled step launches: its lowering, from explain()
+        lowering = built["gpugrad compiled"].explain().split("\nlowering: ", 1)[1]
+        print("gpugrad compiled: " + "\n  ".join(line for line in lowering.splitlines()
+                                                if not line.startswith(("kernel ", "  ", "#", "}"))))
 
 
 def kernel_bandwidth(points, hidden, repeats):
