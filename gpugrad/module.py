@@ -565,6 +565,12 @@ class Sequential(Layer):
     def call(self, inputs, training=None):
         return self(inputs, training=training)
 
+    def fit(self, loss, optimizer, x, y, **kwargs):
+        """Train the model: `gg.training.fit(self, loss, optimizer, x, y, **kwargs)` (batch_size,
+        epochs, validation_data, metrics, shuffle, seed, verbose, file); returns its History."""
+        from . import training
+        return training.fit(self, loss, optimizer, x, y, **kwargs)
+
     def summary(self, print_fn=print):
         """A table of the layers (name and type), their output shapes (None for the batch
         axis) and parameter counts, with the totals, as Keras prints it. Printed with
