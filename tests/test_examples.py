@@ -142,6 +142,32 @@ def test_linear_regression_ends_near_the_truth_or_says_it_has_not_converged(epoc
     assert abs(b - 2) > 0.25  # the tutorial's settings leave b behind; if that changes, so must the docstring
 
 
+def test_spiral_classifier_learns_the_spirals_and_saves_both_plots(tmp_path):
+    """A short configuration of the fit-loop example: one line per epoch (output into a pipe),
+    a validation accuracy well above chance (1/3), the final accuracies, and the two PNGs."""
+    out = _run_example("spiral_classifier.py", "--device", "cpu", "--epochs", "25", "--points", "120", "--seed", "1",
+                       "--out", str(tmp_path))
+    epochs = [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split()[1] for line in epochs] == [f"{e}/25" for e in range(1, 26)]
+    assert all("val_accuracy: " in line for line in epochs) and "\r" not in out
+    train = float(re.search(r"^final train accuracy: (\d\.\d{4})$", out, re.MULTILINE).group(1))
+    validation = float(re.search(r"^final validation accuracy: (\d\.\d{4})$", out, re.MULTILINE).group(1))
+    assert train > 0.9 and validation > 0.85, out
+    assert validation == pytest.approx(float(epochs[-1].split("val_accuracy: ")[1]), abs=1e-4)
+    for name in ("spiral_decision_boundary.png", "spiral_history.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_spiral_classifier_rejects_bad_settings_in_one_line(tmp_path):
+    for flags, message in ((["--classes", "1"], "--classes must be at least 2"),
+                           (["--validation-split", "1.5"], "--validation-split must lie strictly between 0 and 1"),
+                           (["--batch-size", "0"], "--batch-size must be at least 1")):
+        run = subprocess.run([sys.executable, str(EXAMPLES / "spiral_classifier.py"), *flags, "--out", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.splitlines()[-1] == f"spiral_classifier.py: error: {message}, got {flags[1]}"
+
+
 def _example_module(name):
     spec = importlib.util.spec_from_file_location(f"example_{name[:-3]}", EXAMPLES / name)
     module = importlib.util.module_from_spec(spec)
@@ -154,7 +180,7 @@ EXAMPLE_SCRIPTS = sorted(path.name for path in EXAMPLES.glob("*.py"))
 
 def test_every_example_is_covered_here():
     assert EXAMPLE_SCRIPTS == ["custom_gradient.py", "derivatives_tour.py", "linear_regression.py",
-                               "two_layer_regression.py"]
+                               "spiral_classifier.py", "two_layer_regression.py"]
 
 
 @pytest.mark.parametrize("name", EXAMPLE_SCRIPTS)
