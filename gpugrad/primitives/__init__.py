@@ -22,7 +22,7 @@ The modules, in import order (each imports only those above it):
 - arrays.py: argmax, argmin, argsort (no gradients), gather and take_along_axis (with their
   scatter-add backward ops), cumsum and pad.
 - einsum.py: einsum, whose VJP is an einsum per operand.
-- special.py: erf (unfused for now: it has no scalar expression, so it is of kind "opaque").
+- special.py: erf (unfused for now: it has no scalar expression).
 - updates.py: the optimizers' in-place updates (sgd_update, adam_update, rmsprop_update,
   adagrad_update), reading their per-step values from device memory.
 - cuda.py: the CUDA fast paths (the fused kernels, the bias gradient, the fused updates),

@@ -47,9 +47,10 @@ def argsort(x, *, axis, descending, output_type):
 
 # ---------------------------------------------------------------------------------------
 # Gathers: indices are the second input (integers: no gradient); repeated indices add up in
-# the backward's scatter
+# the backward's scatter. The gathers are of kind "shape", as getitem with index arrays; their
+# scatter-adds, as getitem_backward, are of none of the named kinds.
 
-@primitive(kind="opaque")
+@primitive(kind="shape")
 def gather(params, indices, *, axis):
     return xp_of(params).take(params, indices, axis=axis)
 
@@ -80,7 +81,7 @@ def _along_key(xp, indices, axis):
                  for a, side in enumerate(indices.shape))
 
 
-@primitive(kind="opaque")
+@primitive(kind="shape")
 def take_along_axis(x, indices, *, axis):
     return xp_of(x).take_along_axis(x, indices, axis=axis)
 

@@ -1,8 +1,8 @@
 """Special functions: erf, the error function (what the exact GELU needs).
 
-erf is of kind "opaque", not "elementwise", though it acts elementwise: it declares no scalar
-expression yet (neither NumPy nor the expression helpers of cuda_kernels/expressions.cuh have
-an erf), so a step compiler leaves it unfused, as a call of its forward.
+erf is elementwise but declares no scalar expression yet (neither NumPy nor the helpers of
+cuda_kernels/expressions.cuh have an erf; tests/test_expressions.py lists it among the
+exceptions), so a step compiler leaves it unfused, a call of its forward.
 """
 import math
 
@@ -17,7 +17,7 @@ _numpy = backend_of("cpu").xp
 _host_erf = _numpy.frompyfunc(math.erf, 1, 1)
 
 
-@primitive(kind="opaque")
+@primitive(kind="elementwise")
 def erf(x):
     """2/sqrt(pi) * integral of exp(-t^2) from 0 to x. Floats keep their dtype (float16 and
     float32 computed in float64 and rounded once); integers and bools give float64."""
