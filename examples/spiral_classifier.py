@@ -1,5 +1,5 @@
-"""Interleaved spirals classified by a small MLP trained with gg.training.fit: minibatches,
-Adam, accuracy and a validation split, the Keras way.
+"""Interleaved spirals classified by a small MLP trained with gg.training.fit (Sequential.fit):
+minibatches, Adam, accuracy and a validation split, the Keras way.
 
 Three spiral arms (--classes) of 200 noisy points each (--points), drawn with a seeded NumPy
 generator; a fifth of the points is held out for validation. The model is
@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import gpugrad as gg
+from gpugrad import training
 
 
 def make_spirals(classes, points, noise, seed):
@@ -122,9 +123,9 @@ def main():
           f"({len(x_val)} held out) for {args.epochs} epochs on {gg.get_default_device()}", flush=True)
 
     started = time.perf_counter()
-    history = model.fit("sparse_categorical_crossentropy", gg.optimizers.Adam(args.lr), x_train, y_train,
-                        batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
-                        metrics=["accuracy"], seed=args.seed, verbose=not args.quiet)
+    history = training.fit(model, "sparse_categorical_crossentropy", gg.optimizers.Adam(args.lr), x_train, y_train,
+                           batch_size=args.batch_size, epochs=args.epochs, validation_data=(x_val, y_val),
+                           metrics=["accuracy"], seed=args.seed, verbose=not args.quiet)
     seconds = time.perf_counter() - started
 
     print(f"trained in {seconds:.1f} s")

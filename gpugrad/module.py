@@ -488,6 +488,9 @@ class Flatten(Layer):
 
 
 _TAKES_TRAINING = {}
+# gpugrad/training.py puts its fit here for Sequential.fit (training imports this module, through
+# gg.losses and gg.nn, so this module cannot import it).
+_TRAINING = {}
 
 
 def _takes_training(layer):
@@ -568,8 +571,11 @@ class Sequential(Layer):
     def fit(self, loss, optimizer, x, y, **kwargs):
         """Train the model: `gg.training.fit(self, loss, optimizer, x, y, **kwargs)` (batch_size,
         epochs, validation_data, metrics, shuffle, seed, verbose, file); returns its History."""
-        from . import training
-        return training.fit(self, loss, optimizer, x, y, **kwargs)
+        fit = _TRAINING.get("fit")
+        if fit is None:
+            raise RuntimeError("Sequential.fit is gpugrad.training.fit, which registers itself when imported: "
+                               "import gpugrad.training")
+        return fit(self, loss, optimizer, x, y, **kwargs)
 
     def summary(self, print_fn=print):
         """A table of the layers (name and type), their output shapes (None for the batch

@@ -21,11 +21,11 @@ import time
 import numpy
 
 from . import losses as _losses
+from . import module as _module
 from . import ops as _ops
 from . import optimizers as _optimizers
 from .data import Batches
 from .function import function
-from .module import _takes_training
 from .ops import _tensor
 from .tape import GradientTape
 
@@ -310,7 +310,7 @@ def fit(model, loss, optimizer, x, y, batch_size=32, epochs=1, validation_data=N
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
         validation = Batches(validation_data[0], validation_data[1], batch_size=batch_size, shuffle=False)
-    takes_training = _takes_training(model)
+    takes_training = _module._takes_training(model)
     want_predictions = bool(named)
 
     def forward(xb, training):
@@ -383,3 +383,6 @@ def fit(model, loss, optimizer, x, y, batch_size=32, epochs=1, validation_data=N
             print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.2f}s - {_format(logs)}", file=file,
                   flush=True)
     return history
+
+
+_module._TRAINING["fit"] = fit  # Sequential.fit
