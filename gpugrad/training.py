@@ -365,8 +365,9 @@ def fit(model, loss, optimizer, x, y, batch_size=32, epochs=1, validation_data=N
         bar = None
         if mode == "bar":
             from tqdm import tqdm
-            bar = tqdm(total=len(train), desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", file=file,
-                       dynamic_ncols=True, leave=True)
+            # a short bar of its own width, so that the loss and metrics after it fit the line
+            bar = tqdm(total=len(train), desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", file=file, leave=True,
+                       bar_format="{desc} {n_fmt}/{total_fmt} |{bar:20}| {elapsed}{postfix}")
         try:
             logs = run(train, train_step, bar)
             if validation is not None:

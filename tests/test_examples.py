@@ -158,6 +158,38 @@ def test_spiral_classifier_learns_the_spirals_and_saves_both_plots(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_spiral_classifier_in_a_terminal_draws_a_bar_per_epoch(tmp_path):
+    import fcntl
+    import struct
+    import termios
+
+    main_fd, child_fd = os.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
+    process = subprocess.Popen([sys.executable, str(EXAMPLES / "spiral_classifier.py"), "--device", "cpu",
+                                "--epochs", "3", "--out", str(tmp_path)], stdin=subprocess.DEVNULL,
+                               stdout=child_fd, stderr=child_fd, close_fds=True)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    assert process.wait(timeout=300) == 0
+    text = b"".join(chunks).decode()
+    lines = re.split(r"[\r\n]+", text)  # the bar redraws itself after a carriage return
+    for epoch in (1, 2, 3):  # 480 training points: 15 batches of 32, then the validation values
+        finished = [line for line in lines if line.startswith(f"Epoch {epoch}/3 15/15 |")]
+        assert finished and "val_accuracy: " in finished[-1], text
+    assert not any(re.match(r"Epoch \d+/3 - ", line) for line in lines)  # no plain lines beside the bars
+    assert "final validation accuracy:" in text
+
+
 def test_spiral_classifier_rejects_bad_settings_in_one_line(tmp_path):
     for flags, message in ((["--classes", "1"], "--classes must be at least 2"),
                            (["--validation-split", "1.5"], "--validation-split must lie strictly between 0 and 1"),
