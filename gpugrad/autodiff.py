@@ -386,8 +386,9 @@ def hessian(f, x):
 def hvp(f, x, v):
     """The Hessian of a scalar f at x times v, forward-over-reverse: a ForwardAccumulator
     (x, v) around a GradientTape's gradient. x and v: a Tensor each, or lists of tensors
-    (then f is called with the list and the result is a list). Costs about one gradient,
-    not a Hessian."""
+    (then f is called with the list and the result is a list). Costs a gradient and one
+    forward sweep over its recorded history, not a Hessian; gives zeros where f does not
+    depend on x."""
     leaves, rebuild = _tensor_list(x, "hvp inputs")
     _float_leaves(leaves, "hvp")
     if type(x) is Tensor or type(x) is Variable or not isinstance(x, (list, tuple)):
