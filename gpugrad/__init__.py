@@ -18,9 +18,9 @@ from .ops import *  # noqa: F401,F403  (binds the Tensor operators)
 from .tape import GradientTape, UnconnectedGradients, custom_gradient, gradients  # noqa: F401
 from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401
 from .module import Module  # noqa: F401
-from .checkpoint import list_checkpoint, restore, save  # noqa: F401
+from .checkpoint import RestoreResult, list_checkpoint, restore, save  # noqa: F401
 from .function import function  # noqa: F401
-from . import debugging, nn, optimizers, random  # noqa: F401
+from . import debugging, losses, nn, optimizers, random  # noqa: F401
 from .debugging import explain_gradient  # noqa: F401
 
 # gg.tensor is the function (as torch.tensor), not the submodule gpugrad/tensor.py that the

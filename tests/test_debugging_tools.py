@@ -141,7 +141,8 @@ def test_explain_a_path_cut_by_a_comparison_names_the_ops_without_a_gradient():
                            "source Tensor of shape (2,); it starts from a constant (2,) float32 (input 0 of "
                            "multiply); Variable 'w' (input 1 of multiply). No recorded path leads from the source "
                            "to the target.")
-    assert ("by an op without a gradient (equal, greater, greater_equal, less, less_equal, not_equal)" in text)
+    assert ("by an op without a gradient (argmax, argmin, argsort, equal, greater, greater_equal, less, less_equal, "
+            "not_equal)" in text)
     assert "if the value went through .numpy(), float() or gg.constant(...), the tape cannot follow it" in text
 
 

@@ -111,4 +111,5 @@ def test_every_built_in_primitive_declares_a_kind():
     built_in = {name: op for name, op in dispatch.REGISTRY.items() if getattr(primitives, name, None) is op}
     assert {"add", "matmul", "reduce_sum", "reshape"} <= set(built_in)
     opaque = sorted(name for name, op in built_in.items() if op.kind == "opaque")
-    assert opaque == ["getitem_backward"]  # a scatter-add: none of the other kinds
+    # scatter-adds (the backward of indexing and gathers), sorting and a running sum: none of the other kinds
+    assert opaque == ["argsort", "cumsum", "gather_backward", "getitem_backward", "take_along_axis_backward"]
