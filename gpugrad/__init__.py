@@ -22,6 +22,8 @@ from .checkpoint import RestoreResult, list_checkpoint, restore, save  # noqa: F
 from .function import function  # noqa: F401
 from . import debugging, losses, nn, optimizers, random  # noqa: F401
 from .debugging import explain_gradient  # noqa: F401
+from . import autodiff  # noqa: F401
+from .autodiff import ForwardAccumulator, grad, hessian, hvp, jvp, value_and_grad, vectorized_map  # noqa: F401
 
 # gg.tensor is the function (as torch.tensor), not the submodule gpugrad/tensor.py that the
 # import above bound under that name. Bound last, so no import in this file rebinds it; a
