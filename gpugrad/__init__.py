@@ -20,7 +20,8 @@ from .checks import GradcheckError, approximate_derivative, approximate_gradient
 from .module import Module  # noqa: F401
 from .checkpoint import RestoreResult, list_checkpoint, restore, save  # noqa: F401
 from .function import function  # noqa: F401
-from . import debugging, losses, nn, optimizers, random  # noqa: F401
+from . import data, debugging, losses, nn, optimizers, random, training  # noqa: F401
+from .training import History, fit  # noqa: F401
 from .debugging import explain_gradient  # noqa: F401
 from . import autodiff  # noqa: F401
 from .autodiff import ForwardAccumulator, grad, hessian, hvp, jvp, value_and_grad, vectorized_map  # noqa: F401
