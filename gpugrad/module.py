@@ -488,9 +488,6 @@ class Flatten(Layer):
 
 
 _TAKES_TRAINING = {}
-# gpugrad/training.py puts its fit here for Sequential.fit (training imports this module, through
-# gg.losses and gg.nn, so this module cannot import it).
-_TRAINING = {}
 
 
 def _takes_training(layer):
@@ -567,15 +564,6 @@ class Sequential(Layer):
 
     def call(self, inputs, training=None):
         return self(inputs, training=training)
-
-    def fit(self, loss, optimizer, x, y, **kwargs):
-        """Train the model: `gg.training.fit(self, loss, optimizer, x, y, **kwargs)` (batch_size,
-        epochs, validation_data, metrics, shuffle, seed, verbose, file); returns its History."""
-        fit = _TRAINING.get("fit")
-        if fit is None:
-            raise RuntimeError("Sequential.fit is gpugrad.training.fit, which registers itself when imported: "
-                               "import gpugrad.training")
-        return fit(self, loss, optimizer, x, y, **kwargs)
 
     def summary(self, print_fn=print):
         """A table of the layers (name and type), their output shapes (None for the batch

@@ -386,4 +386,12 @@ def fit(model, loss, optimizer, x, y, batch_size=32, epochs=1, validation_data=N
     return history
 
 
-_module._TRAINING["fit"] = fit  # Sequential.fit
+def _sequential_fit(self, loss, optimizer, x, y, **kwargs):
+    """Train the model: `gg.fit(self, loss, optimizer, x, y, **kwargs)` (batch_size, epochs,
+    validation_data, metrics, shuffle, seed, verbose, file); returns its History."""
+    return fit(self, loss, optimizer, x, y, **kwargs)
+
+
+# Bound here, as ops binds the Tensor operators: this module imports module.py (through
+# gg.losses and gg.nn), which therefore cannot import it.
+_module.Sequential.fit = _sequential_fit
