@@ -1,13 +1,12 @@
 """gg.nn: activations (the primitives under their tf.nn names, and gelu, leaky_relu, elu),
-softmax, cross-entropies, dropout, conv2d, and Keras-style layers (Dense, Dropout, Flatten, Sequential) with activations and initializers
-by name.
+softmax, cross-entropies, dropout, conv2d (gpugrad/convolution.py), and Keras-style layers (Dense, Conv2D, Dropout,
+Flatten, Sequential) with activations and initializers by name.
 
 The composites are sequences of gg ops with no VJP of their own: the tape differentiates them
 (any number of times) on every backend. No numpy/cupy here.
 """
 import math
 import numbers
-import operator
 
 from . import module as _module
 from . import ops as _ops
@@ -15,6 +14,7 @@ from . import random as _random
 from .module import (  # noqa: F401  (the layers live in gpugrad/module.py, beside gg.Module)
     Dense, Dropout, Flatten, Layer, Sequential, get_activation, get_initializer,
 )
+from .convolution import Conv2D, conv2d  # noqa: F401  (the convolution primitive's checks and its layer)
 from .ops import _axis, _tensor
 from .primitives import erf, relu, sigmoid, softplus, tanh  # noqa: F401
 
@@ -168,68 +168,6 @@ def dropout(x, rate, noise_shape=None, seed=None, training=True):
         raise ValueError(f"dropout: noise_shape {shape} does not broadcast to x's shape {x.shape}")
     keep = _random.uniform(shape, dtype=x.dtype, seed=seed, device=x.device) >= rate
     return _ops.where(keep, x * (1.0 / (1.0 - rate)), _ops.zeros_like(x))
-
-
-def _strides(strides):
-    """(sh, sw) from an int, a pair or TensorFlow's [1, sh, sw, 1]."""
-    try:
-        items = (operator.index(strides),) * 2
-    except TypeError:
-        items = tuple(strides)
-    if len(items) == 4 and items[0] == items[3] == 1:
-        items = items[1:3]
-    if len(items) != 2 or any(operator.index(s) <= 0 for s in items):
-        raise ValueError(f"conv2d: strides must be a positive int, a pair or [1, sh, sw, 1], got {strides!r}")
-    return items
-
-
-def _zero_pad(x, axis, before, after):
-    """x with `before` zeros ahead of it and `after` zeros behind it along axis."""
-    if not before and not after:
-        return x
-    head, tail = (_ops.zeros(x.shape[:axis] + (k,) + x.shape[axis + 1:], dtype=x.dtype, device=x.device)
-                  for k in (before, after))
-    return _ops.concat([head, x, tail], axis)
-
-
-def conv2d(input, filters, strides=1, padding="VALID"):
-    """2-D cross-correlation of NHWC `input` (N, H, W, C) with HWIO `filters` (KH, KW, C, O).
-
-    Args:
-      strides: an int, a pair (sh, sw) or [1, sh, sw, 1].
-      padding: "VALID" (no padding) or "SAME" (output size ceil(H / sh) by ceil(W / sw); zeros
-        split evenly, the odd one at the end, as in TensorFlow).
-    Returns (N, Ho, Wo, O). Computed as one matmul of the gathered patches; gradients for input
-    and filters come from the tape. Departures from TensorFlow: strides and padding have
-    defaults; NHWC only, no dilations, no explicit padding lists.
-    """
-    x, w = _tensor(input), _tensor(filters)
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d: input (N, H, W, C) and filters (KH, KW, C, O) need rank 4, got shapes "
-                         f"{x.shape} and {w.shape}")
-    if x.shape[3] != w.shape[2]:
-        raise ValueError(f"conv2d: input of shape {x.shape} has {x.shape[3]} channels but filters of shape "
-                         f"{w.shape} expect {w.shape[2]}")
-    _same_dtype("conv2d", "input", x, "filters", w)
-    if padding not in ("VALID", "SAME"):
-        raise ValueError(f'conv2d: padding must be "VALID" or "SAME", got {padding!r}')
-    (n, h, wd, c), (kh, kw, _, o) = x.shape, w.shape
-    sh, sw = _strides(strides)
-    if padding == "SAME":
-        ho, wo = -(-h // sh), -(-wd // sw)
-        pad_h, pad_w = max((ho - 1) * sh + kh - h, 0), max((wo - 1) * sw + kw - wd, 0)
-        x = _zero_pad(_zero_pad(x, 1, pad_h // 2, pad_h - pad_h // 2), 2, pad_w // 2, pad_w - pad_w // 2)
-    elif kh > h or kw > wd:
-        raise ValueError(f'conv2d: filters of shape {w.shape} are larger than input of shape {x.shape} '
-                         f'with padding "VALID"')
-    else:
-        ho, wo = (h - kh) // sh + 1, (wd - kw) // sw + 1
-    # Patch (i, j) holds the input under filter tap (i, j) at every output position: stacking
-    # the taps in row-major order before the channels matches reshape(filters, (KH*KW*C, O)).
-    # The stop i + ho*sh (not the tight i + (ho-1)*sh + 1) keeps the slice empty when ho is 0.
-    patches = _ops.stack([x[:, i:i + ho * sh:sh, j:j + wo * sw:sw, :] for i in range(kh) for j in range(kw)], 3)
-    out = _ops.reshape(patches, (n * ho * wo, kh * kw * c)) @ _ops.reshape(w, (kh * kw * c, o))
-    return _ops.reshape(out, (n, ho, wo, o))
 
 
 # The activations by name that live here rather than among the primitives.

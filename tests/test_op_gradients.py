@@ -156,6 +156,16 @@ def einsum_layout(draw, s):  # the drawn shape is not used: the subscripts' size
         dict(equation=equation)
 
 
+def conv2d_layout(draw, s):  # the drawn shape is not used: batch, channels, filter and steps are drawn instead
+    n, c, o = draw(st.sampled_from([1, 2, 0])), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kernel, strides, dilations = (tuple(draw(st.integers(1, 2)) for _ in "hw") for _ in range(3))
+    padding = draw(st.sampled_from(["VALID", "SAME", "explicit"]))
+    if padding == "explicit":
+        padding = [[0, 0]] + [[draw(st.integers(0, 2)), draw(st.integers(0, 2))] for _ in "hw"] + [[0, 0]]
+    sides = tuple((k - 1) * d + 1 + draw(st.integers(0, 2)) for k, d in zip(kernel, dilations))
+    return [(n,) + sides + (c,), kernel + (c, o)], dict(strides=strides, padding=padding, dilations=dilations)
+
+
 def _cast_twice(x, dtypes):
     return gg.cast(gg.cast(x, dtypes[0]), dtypes[1])
 
@@ -284,6 +294,7 @@ CASES = {
     "take_along_axis_backward": Case(lambda dy, indices, axis, shape: P.take_along_axis_backward(
         dy, indices, axis=axis, shape=shape), ANY, layout=along_backward_layout, dims=dict(min_dims=1, min_side=1)),
     "einsum": Case(lambda *xs, equation: gg.einsum(equation, *xs), ANY, layout=einsum_layout),
+    "conv2d": Case(lambda x, w, **p: gg.nn.conv2d(x, w, **p), ANY, layout=conv2d_layout),
 }
 
 # Weak Python scalars as operands, and inputs used twice (gradients accumulate).

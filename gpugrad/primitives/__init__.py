@@ -22,6 +22,7 @@ The modules, in import order (each imports only those above it):
 - arrays.py: argmax, argmin, argsort (no gradients), gather and take_along_axis (with their
   scatter-add backward ops), cumsum and pad.
 - einsum.py: einsum, whose VJP is an einsum per operand.
+- conv.py: conv2d (NHWC input, HWIO filters; im2col and one matmul), whose VJPs are conv2d calls.
 - special.py: erf (unfused for now: it has no scalar expression).
 - updates.py: the optimizers' in-place updates (sgd_update, adam_update, rmsprop_update,
   adagrad_update), reading their per-step values from device memory.
@@ -64,6 +65,9 @@ from .arrays import (  # noqa: F401  (re-exported)
 )
 from .einsum import (  # noqa: F401  (re-exported)
     einsum, einsum_vjp,
+)
+from .conv import (  # noqa: F401  (re-exported)
+    conv2d, conv2d_vjp,
 )
 from .special import (  # noqa: F401  (re-exported)
     erf, erf_vjp,
