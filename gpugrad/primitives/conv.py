@@ -13,11 +13,20 @@ gpugrad/convolution.py checks the arguments and hands the primitive normalized p
 cropped off): the VJPs need that for the filter gradient when the strides skip the input's
 last rows, and for large explicit paddings.
 """
+import functools
+import importlib
+
 from ..backend import xp_of
 from ..dispatch import primitive
 from ._common import _needs_grad
 from .arrays import pad
 from .shapes import getitem, reshape, transpose
+
+
+@functools.lru_cache(maxsize=None)
+def _as_strided(xp):
+    """The array module's as_strided (numpy.lib.stride_tricks, cupy.lib.stride_tricks)."""
+    return importlib.import_module(xp.__name__ + ".lib.stride_tricks").as_strided
 
 
 def _same(size, k, s):
@@ -68,7 +77,7 @@ def conv2d(x, w, *, strides=(1, 1), padding="VALID", dilations=(1, 1)):
     xpad = _padded(x, pads)
     (sh, sw), (dh, dw) = strides, dilations
     s_n, s_h, s_w, s_c = xpad.strides
-    windows = xp.lib.stride_tricks.as_strided(
+    windows = _as_strided(xp)(
         xpad, shape=(n, ho, wo, kh, kw, c), strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
     columns = windows.reshape(n * ho * wo, kh * kw * c)  # im2col: the one copy of the patches
     # Writing through a reshaped view of `out` keeps the result a base array (no copy later).
