@@ -7,7 +7,7 @@ import numbers
 import operator
 
 from . import backend as _backend
-from .module import Layer, _derived_seed, get_activation, get_initializer
+from .module import Layer, get_activation, get_initializer
 from .ops import _tensor
 from .primitives import conv2d as _conv2d
 from .tensor import Tensor, Variable
@@ -155,17 +155,7 @@ class Conv2D(Layer):
         channels = input_shape[-1]
         if not isinstance(channels, numbers.Integral) or channels < 1:
             raise ValueError(f"Conv2D {self.name!r}: the input's channel axis must be a positive int, got {channels!r}")
-        shape = self.kernel_size + (int(channels), self.filters)
-        kernel = Variable(self._kernel_initializer(shape, self.dtype, self._seed), dtype=self.dtype, name="kernel")
-        if tuple(kernel.shape) != shape:
-            raise ValueError(f"Conv2D: kernel_initializer returned shape {tuple(kernel.shape)}, expected {shape}")
-        bias = None
-        if self.use_bias:
-            bias = Variable(self._bias_initializer((self.filters,), self.dtype, _derived_seed(self._seed, 1)),
-                            dtype=self.dtype, name="bias")
-            if tuple(bias.shape) != (self.filters,):
-                raise ValueError(f"Conv2D: bias_initializer returned shape {tuple(bias.shape)}, expected "
-                                 f"{(self.filters,)}")
+        kernel, bias = self._kernel_and_bias(self.kernel_size + (int(channels), self.filters), (self.filters,))
         self.in_channels, self.kernel, self.bias = int(channels), kernel, bias
 
     def call(self, inputs):

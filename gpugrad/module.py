@@ -261,6 +261,23 @@ class Layer(Module):
     def call(self, inputs):
         raise NotImplementedError(f"{type(self).__name__} defines no call(inputs)")
 
+    def _kernel_and_bias(self, kernel_shape, bias_shape):
+        """(kernel, bias) Variables of these shapes from the layer's `_kernel_initializer`
+        and `_bias_initializer` (bias None without `use_bias`), each checked to have the
+        shape asked for; the bias takes a seed derived from the layer's."""
+        kind = type(self).__name__
+        kernel = Variable(self._kernel_initializer(kernel_shape, self.dtype, self._seed), dtype=self.dtype,
+                          name="kernel")
+        if tuple(kernel.shape) != kernel_shape:
+            raise ValueError(f"{kind}: kernel_initializer returned shape {tuple(kernel.shape)}, expected {kernel_shape}")
+        bias = None
+        if self.use_bias:
+            bias = Variable(self._bias_initializer(bias_shape, self.dtype, _derived_seed(self._seed, 1)),
+                            dtype=self.dtype, name="bias")
+            if tuple(bias.shape) != bias_shape:
+                raise ValueError(f"{kind}: bias_initializer returned shape {tuple(bias.shape)}, expected {bias_shape}")
+        return kernel, bias
+
     def _autocast(self, inputs):
         try:
             x = _tensor(inputs)
@@ -395,17 +412,7 @@ class Dense(Layer):
         if self.in_features is not None and in_features != self.in_features:
             raise ValueError(f"Dense {self.name!r}: in_features={self.in_features} but the input's last axis has "
                              f"{in_features}")
-        shape = (in_features, self.units)
-        kernel = Variable(self._kernel_initializer(shape, self.dtype, self._seed), dtype=self.dtype, name="kernel")
-        if tuple(kernel.shape) != shape:
-            raise ValueError(f"Dense: kernel_initializer returned shape {tuple(kernel.shape)}, expected {shape}")
-        bias = None
-        if self.use_bias:
-            bias = Variable(self._bias_initializer((self.units,), self.dtype, _derived_seed(self._seed, 1)),
-                            dtype=self.dtype, name="bias")
-            if tuple(bias.shape) != (self.units,):
-                raise ValueError(f"Dense: bias_initializer returned shape {tuple(bias.shape)}, expected "
-                                 f"{(self.units,)}")
+        kernel, bias = self._kernel_and_bias((in_features, self.units), (self.units,))
         self.in_features, self.kernel, self.bias = in_features, kernel, bias
 
     def call(self, inputs):
