@@ -6,7 +6,6 @@ No numpy/cupy here.
 import numbers
 import operator
 
-from . import backend as _backend
 from .module import Layer, get_activation, get_initializer
 from .ops import _tensor
 from .primitives import conv2d as _conv2d
@@ -188,11 +187,4 @@ class Conv2D(Layer):
             config.append(("padding", repr(self.padding)))
         if self.dilation_rate != (1, 1):
             config.append(("dilation_rate", self.dilation_rate))
-        given = self._activation_given
-        if given is not None:
-            config.append(("activation", repr(given) if isinstance(given, str) else getattr(given, "__name__", given)))
-        if not self.use_bias:
-            config.append(("use_bias", False))
-        if self.dtype != _backend.float32:
-            config.append(("dtype", repr(self.dtype.name)))
-        return config
+        return config + self._common_config()

@@ -261,6 +261,19 @@ class Layer(Module):
     def call(self, inputs):
         raise NotImplementedError(f"{type(self).__name__} defines no call(inputs)")
 
+    def _common_config(self):
+        """The repr entries of the settings a kernel-and-bias layer shares (activation,
+        use_bias, dtype), each only when it is not the default."""
+        config = []
+        given = self._activation_given
+        if given is not None:
+            config.append(("activation", repr(given) if isinstance(given, str) else getattr(given, "__name__", given)))
+        if not self.use_bias:
+            config.append(("use_bias", False))
+        if self.dtype != _backend.float32:
+            config.append(("dtype", repr(self.dtype.name)))
+        return config
+
     def _kernel_and_bias(self, kernel_shape, bias_shape):
         """(kernel, bias) Variables of these shapes from the layer's `_kernel_initializer`
         and `_bias_initializer` (bias None without `use_bias`), each checked to have the
@@ -425,14 +438,7 @@ class Dense(Layer):
         return y if self.activation is None else self.activation(y)
 
     def _config(self):
-        config = [(None, self.units)]
-        given = self._activation_given
-        if given is not None:
-            config.append(("activation", repr(given) if isinstance(given, str) else getattr(given, "__name__", given)))
-        if not self.use_bias:
-            config.append(("use_bias", False))
-        if self.dtype != _backend.float32:
-            config.append(("dtype", repr(self.dtype.name)))
+        config = [(None, self.units)] + self._common_config()
         if self.in_features is not None:
             config.append(("in_features", self.in_features))
         return config

@@ -160,28 +160,7 @@ def test_spiral_classifier_learns_the_spirals_and_saves_both_plots(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_spiral_classifier_in_a_terminal_draws_a_bar_per_epoch(tmp_path):
-    import fcntl
-    import struct
-    import termios
-
-    main_fd, child_fd = os.openpty()
-    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
-    process = subprocess.Popen([sys.executable, str(EXAMPLES / "spiral_classifier.py"), "--device", "cpu",
-                                "--epochs", "3", "--out", str(tmp_path)], stdin=subprocess.DEVNULL,
-                               stdout=child_fd, stderr=child_fd, close_fds=True)
-    os.close(child_fd)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main_fd, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
-    assert process.wait(timeout=300) == 0
-    text = b"".join(chunks).decode()
+    text = _run_in_a_terminal("spiral_classifier.py", "--device", "cpu", "--epochs", "3", "--out", str(tmp_path))
     lines = re.split(r"[\r\n]+", text)  # the bar redraws itself after a carriage return
     for epoch in (1, 2, 3):  # 480 training points: 15 batches of 32, then the validation values
         finished = [line for line in lines if line.startswith(f"Epoch {epoch}/3 15/15 |")]
@@ -254,28 +233,7 @@ def test_example_says_in_one_line_that_cuda_is_not_available(name):
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_two_layer_regression_in_a_terminal_writes_loss_lines_above_a_progress_bar(tmp_path):
-    import fcntl
-    import struct
-    import termios
-
-    main_fd, child_fd = os.openpty()
-    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
-    process = subprocess.Popen([sys.executable, str(EXAMPLES / "two_layer_regression.py"), "--device", "cpu",
-                                "--steps", "60", "--out", str(tmp_path)], stdin=subprocess.DEVNULL,
-                               stdout=child_fd, stderr=child_fd, close_fds=True)
-    os.close(child_fd)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main_fd, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
-    assert process.wait(timeout=300) == 0
-    text = b"".join(chunks).decode()
+    text = _run_in_a_terminal("two_layer_regression.py", "--device", "cpu", "--steps", "60", "--out", str(tmp_path))
     lines = re.split(r"[\r\n]+", text)  # the bar redraws itself after a carriage return
     for step in (0, 20, 40):
         assert sum(line.strip().startswith(f"step {step:4d}  Loss:") for line in lines) == 1, text
@@ -296,3 +254,29 @@ def test_gpu_benchmark_says_why_it_skips_without_a_gpu():
                          timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.startswith("skipped: device 'cuda' is not available: ")
+
+
+def _run_in_a_terminal(script, *args):
+    """What `script` with `args` writes to a 120-column pseudo-terminal (its stdout and
+    stderr), once it exited with status 0."""
+    import fcntl
+    import struct
+    import termios
+
+    main_fd, child_fd = os.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([sys.executable, str(EXAMPLES / script), *args], stdin=subprocess.DEVNULL,
+                               stdout=child_fd, stderr=child_fd, close_fds=True)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    assert process.wait(timeout=300) == 0
+    return b"".join(chunks).decode()
