@@ -81,3 +81,23 @@ def softsign_primitive(name):
         return xp.multiply(out, alpha, out=out)
 
     return softsign
+
+
+def regression_step(dtype="float32", batch=300):
+    """The two-layer regression net's training step, x (batch, 1) -> Dense(3) sigmoid ->
+    Dense(1), mean squared error, SGD 0.1, as a plain function `train_step(x, y)`; returns
+    (train_step, x, y) with the data on the default device."""
+    x = gg.constant(np.linspace(-1, 1, batch, dtype=dtype)[:, None])
+    y = gg.constant((np.linspace(-1, 1, batch, dtype=dtype)[:, None] ** 2 - 0.5).astype(dtype))
+    hidden = gg.nn.Dense(1, 3, activation=gg.nn.sigmoid, seed=1, dtype=dtype, bias_initializer=0.1)
+    output = gg.nn.Dense(3, 1, seed=2, dtype=dtype, bias_initializer=0.1)
+    variables = hidden.trainable_variables + output.trainable_variables
+    optimizer = gg.optimizers.SGD(0.1)
+
+    def train_step(xs, ys):
+        with gg.GradientTape() as tape:
+            loss = gg.reduce_mean(gg.square(ys - output(hidden(xs))))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return train_step, x, y

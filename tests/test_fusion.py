@@ -30,7 +30,7 @@ import gpugrad as gg
 from gpugrad import dispatch, fusion
 from gpugrad.program import Program, evaluate
 from gpugrad.trace import Step, aval
-from helpers import program_of, softsign_primitive
+from helpers import program_of, regression_step, softsign_primitive
 from test_expressions import LIBM_ULPS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -44,20 +44,7 @@ FAST_POWERS = (-1, 0, 0.5, 1, 2)  # exponents whose NumPy and C forms agree bit 
 
 def _two_layer_regression():
     """The main example's step: x (300, 1) -> Dense(3) sigmoid -> Dense(1), MSE loss, SGD."""
-    x = gg.reshape(gg.linspace(-1.0, 1.0, 300), (300, 1))
-    y = gg.square(x) - 0.5
-    hidden = gg.nn.Dense(1, 3, activation=gg.nn.sigmoid, seed=1)
-    output = gg.nn.Dense(3, 1, seed=2)
-    variables = hidden.trainable_variables + output.trainable_variables
-    optimizer = gg.optimizers.SGD(0.1)
-
-    @gg.function(compile=False)
-    def train_step(x, y):
-        with gg.GradientTape() as tape:
-            loss = gg.reduce_mean(gg.square(y - output(hidden(x))))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
+    train_step, x, y = regression_step()
     return program_of(train_step, x, y), (x.numpy(), y.numpy())
 
 

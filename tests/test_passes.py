@@ -10,7 +10,7 @@ from gpugrad import passes
 from gpugrad.dispatch import REGISTRY
 from gpugrad.program import Program, evaluate
 from gpugrad.trace import Step
-from helpers import program_of
+from helpers import program_of, regression_step
 
 TOLERANCE = {np.float32: 1e-6, np.float64: 1e-13}
 
@@ -94,30 +94,11 @@ def snapshot(program):
     return list(program.steps), list(program.avals), dict(program.constants)
 
 
-def regression_step(dtype, batch=64):
-    """The two-layer regression step: x (batch, 1) -> Dense(3) sigmoid -> Dense(1), mean
-    squared error, SGD; and its arguments."""
-    x = gg.constant(np.linspace(-1, 1, batch, dtype=dtype)[:, None])
-    y = gg.constant((np.linspace(-1, 1, batch, dtype=dtype)[:, None] ** 2 - 0.5).astype(dtype))
-    hidden = gg.nn.Dense(1, 3, activation=gg.nn.sigmoid, seed=1, dtype=dtype, bias_initializer=0.1)
-    output = gg.nn.Dense(3, 1, seed=2, dtype=dtype, bias_initializer=0.1)
-    variables = hidden.trainable_variables + output.trainable_variables
-    optimizer = gg.optimizers.SGD(0.1)
-
-    def train_step(xs, ys):
-        with gg.GradientTape() as tape:
-            loss = gg.reduce_mean(gg.square(ys - output(hidden(xs))))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    return train_step, x, y
-
-
 @pytest.fixture(scope="module", params=[np.float32, np.float64], ids=["float32", "float64"])
 def traced(request):
     """(program, inputs, dtype) of the regression step, captured once per dtype."""
     dtype = request.param
-    train_step, x, y = regression_step(dtype)
+    train_step, x, y = regression_step(dtype, batch=64)
     return program_of(train_step, x, y), (x.numpy(), y.numpy()), dtype
 
 
@@ -185,7 +166,7 @@ def test_has_effect_states_the_rule():
 
 
 def test_a_step_whose_result_is_dead_keeps_its_updates_and_their_inputs():
-    train_step, x, y = regression_step(np.float32)
+    train_step, x, y = regression_step(np.float32, batch=64)
 
     def step_without_result(xs, ys):
         train_step(xs, ys)

@@ -6,24 +6,12 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
+from helpers import regression_step
 
 
 def _seed_step():
-    x = gg.reshape(gg.linspace(-1.0, 1.0, 300), (300, 1))
-    y = gg.square(x) - 0.5
-    hidden = gg.nn.Dense(1, 3, activation=gg.nn.sigmoid, seed=1)
-    output = gg.nn.Dense(3, 1, seed=2)
-    variables = hidden.trainable_variables + output.trainable_variables
-    optimizer = gg.optimizers.SGD(0.1)
-
-    @gg.function
-    def train_step(x, y):
-        with gg.GradientTape() as tape:
-            loss = gg.reduce_mean(gg.square(y - output(hidden(x))))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    return train_step, x, y
+    train_step, x, y = regression_step()
+    return gg.function(train_step), x, y
 
 
 def test_the_seed_training_step_prints_with_named_primitives_and_its_update():
@@ -31,7 +19,7 @@ def test_the_seed_training_step_prints_with_named_primitives_and_its_update():
     train_step(x, y)
     text = train_step.trace_text()
     lines = text.splitlines()
-    assert lines[0] == "gg.function _seed_step.<locals>.train_step"
+    assert lines[0] == "gg.function regression_step.<locals>.train_step"
     assert lines[1:3] == ["  input    %0: f32[300,1]  (argument 0)", "  input    %1: f32[300,1]  (argument 1)"]
     assert "  %3: f32[300,3] = matmul(%0, %2)  # contraction" in lines
     assert re.search(r"= sigmoid\(%\d+\)  # elementwise", text)
