@@ -44,8 +44,8 @@ def _plan(trace, result, compiled):
             device, lowering = _graphs.fused_device_replay(_program.Program.from_trace(trace))
         except Exception as error:  # a generated kernel the compiler rejects: each step launches its own
             program = _graphs.capture_safe(_program.Program.from_trace(trace))
-            device = _lowering.replay_steps([step for step in program.steps if step.kind != "host"], trace.arg_slots,
-                              trace.output_slots, constants)
+            device = _lowering.replay_steps([step for step in program.steps if step.kind != "host"],
+                                            trace.arg_slots, trace.output_slots, constants)
             lowering = f"not fused: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
         replay = graph = _graphs.GraphReplay(_lowering.replay_steps(host, [], [], constants), device, replay, written)
     elif compiled and _lowering.on_host(trace.values):
@@ -59,9 +59,15 @@ def _plan(trace, result, compiled):
         lowering = f"plain replay: {reason}"
     trace.seal()
     trace.lowering = lowering
+    if lowering.startswith("plain replay"):
+        def plan(inputs):  # every call has intermediates of its own: threads may replay at once
+            return rebuild(replay(*inputs))
+    else:
+        lock = threading.Lock()
 
-    def plan(inputs):
-        return rebuild(replay(*inputs))
+        def plan(inputs):  # the planned buffers, or the graph's, are the plan's own: one call at a time
+            with lock:
+                return rebuild(replay(*inputs))
 
     plan.trace, plan.graph = trace, graph
     return plan

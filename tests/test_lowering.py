@@ -142,3 +142,31 @@ def test_a_step_reading_a_variable_after_its_update_sees_the_new_value():
         before, after = step()
         np.testing.assert_array_equal(before.numpy().ravel(), expected)
         np.testing.assert_array_equal(after.numpy(), np.add(expected, 1.0))
+
+
+def test_threads_replaying_one_planned_step_at_once_get_their_own_results():
+    import threading
+
+    @gg.function
+    def body(x):
+        h = gg.tanh(x * 2.0) + x
+        return gg.reduce_sum(h * h, axis=1)
+
+    inputs = [gg.constant(np.full((64, 8), 0.01 * k), device="cpu") for k in range(8)]
+    expected = [body(x).numpy() for x in inputs]  # the first call captures; these replay
+    assert "planned replay on the CPU" in body.explain()
+    errors = []
+
+    def work(k):
+        for _ in range(200):
+            got = body(inputs[k]).numpy()
+            if got.tobytes() != expected[k].tobytes():
+                errors.append(k)
+                return
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
