@@ -45,7 +45,7 @@ def _ones(xp, shape, dtype):
 def _reduce_sum_into(xp, out, x, *, axis, keepdims):
     if axis == (0,) and x.ndim == 2 and x.dtype.kind == "f":  # as the forward: a row of ones times x
         return xp.dot(_ones(xp, (1, x.shape[0]) if keepdims else (x.shape[0],), x.dtype), x, out=out)
-    return xp.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iu" else None, out=out)
+    return x.sum(axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iu" else None, out=out)
 
 
 def _reduce_mean_into(xp, out, x, *, axis, keepdims):
