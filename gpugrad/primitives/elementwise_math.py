@@ -192,7 +192,8 @@ def _clipped(out, t, x, bound, flushed_below):
     """v = x clipped (in out, exactly) to [-bound, 40], into the float64 work array t, and
     the mask of x >= flushed_below (None when there is no such bound), with t zeroed outside
     it: sigmoid's and softplus's common start."""
-    x.clip(-bound, 40, out=out)
+    xp = xp_of(t)
+    xp.minimum(xp.maximum(x, -bound, out=out), 40, out=out)  # x.clip's result, without its Python wrapper
     t[...] = out
     if flushed_below is None:
         return None
