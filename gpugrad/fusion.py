@@ -2,7 +2,8 @@
 
 `find_groups(program)` partitions the elementwise steps of a Program (program.py) that have
 a scalar expression (`op.expression`, dispatch.Expression) into fusion groups; `schedule`
-puts the groups and the other steps in an order a lowering can run. Each `Group` gives:
+puts the groups and the other steps in an order a lowering can run. A reduce_sum or
+reduce_mean fed by a group may join it (see "Reductions" below). Each `Group` gives:
 
 - `cuda_source()`: one CUDA kernel computing all of the group's outputs in a single
   grid-stride pass over its iteration space, each member's expression rendered into a local
@@ -44,11 +45,35 @@ its readers up to the new position, and no processed step lies after the step be
 added). The rule may cross steps of other kinds (a matmul that neither feeds nor reads the
 group), but never an effect.
 
+Reductions. A reduce_sum or reduce_mean step joins a group, once the grouping above is
+done, when
+  1. its input is the group's only output (no step outside the group reads any other member
+     result) and no other step reads that input, nor does the program return it: the group's
+     kernel then computes the reduction's output instead of materialising the elementwise
+     result, which needs no buffer any more;
+  2. that input is float32 or float64 (the reduction's output has its dtype);
+  3. it reduces at most MAX_REDUCED (65,536) elements into each output element, so that no
+     thread loops over millions of elements; a larger reduction stays a separate step;
+  4. no step run for its effect lies between the group's first member and it (the group now
+     runs at the reduction: rule 2 above), and its own result is read.
+A group whose other outputs are read elsewhere keeps its reduction a separate step: its
+kernel writes elementwise results only. The kernel of a group with a reduction runs one
+thread per output element (a grid-stride loop over the reduction's output size, `threads`),
+which loops over the reduced elements in C order, recomputes the elementwise members for each
+(nothing else reads them), accumulates them in double and rounds once to the output type (a
+mean divides the double sum by the count first). The order is fixed, so the result is
+deterministic, and the same code runs on the host and the device. A float32 result is the
+double sum rounded once, at least as accurate as NumPy's float32 pairwise sum (on terms that
+do not cancel, the exact sum within an ulp); a float64 one errs by at most (n - 1) u sum|x|
+for n terms (u the unit roundoff), like any in-order sum. Either stays within (n + 2) eps
+sum|x| of the forward (tests/test_fusion.py checks that bound). `run_numpy` runs the
+reduction's planned form (lowering.INTO), bit for bit its forward.
+
 Kernels. Inputs and outputs are C-contiguous arrays of their own shapes (a launcher makes
 inputs contiguous); the shapes, hence every broadcast index, are baked in as constants (a
 plan is compiled per signature). An output may share its buffer with an input of the
 iteration shape (each element's inputs are read before its outputs are written), never with
-a broadcast one. The kernel is named by a hash of its text, with its parameters and locals
+a broadcast one, and a fused reduction's output with no input. The kernel is named by a hash of its text, with its parameters and locals
 named by position rather than by slot, so equal groups (the same primitives, parameters,
 dtypes, shapes and constants, in the same order) share one compiled kernel. Launch it with
 any 1-D grid: kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
@@ -65,9 +90,13 @@ import math
 import numpy
 
 from . import dispatch as _dispatch
+from . import lowering as _lowering
 
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
 HEADER = "expressions.cuh"
+REDUCTIONS = ("reduce_sum", "reduce_mean")  # the reductions that may join a group
+MAX_REDUCED = 2**16  # the most elements a fused reduction sums into one output element (one thread's loop)
+_FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,7 +200,54 @@ def find_groups(program):
         for m in members:
             group_of[m] = members
     unique = {id(members): members for members in group_of.values()}.values()
-    return sorted((Group(program, members) for members in unique), key=lambda g: g.position)
+    groups = []
+    for members in unique:
+        group = Group(program, members)
+        if len(group.outputs) == 1:
+            reads = readers.get(group.outputs[0], ())
+            if len(reads) == 1 and reads[0] < len(steps) and reduction_joins(program, group, reads[0]):
+                group = Group(program, members + [reads[0]])
+        groups.append(group)
+    return sorted(groups, key=lambda g: g.position)
+
+
+def _is_reduction(step):
+    return step.kind == "reduction" and step.op is not None and step.op.name in REDUCTIONS
+
+
+def _reduced_axes(shape, axis):
+    return tuple(range(len(shape))) if axis is None else tuple(axis)
+
+
+def reduction_joins(program, group, index):
+    """Whether the reduction step at `index` joins `group` (see "Reductions" in the module
+    docstring): a reduce_sum or reduce_mean of float32 or float64 whose input is the group's
+    only output, read by no other step and not returned, its own result read (a dead
+    reduction stays out), reducing at most MAX_REDUCED
+    elements into each output element, with no step run for its effect between the group's
+    first member and it."""
+    step = program.steps[index]
+    if not _is_reduction(step) or group.reduction is not None or len(step.inputs) != 1:
+        return False
+    (slot,) = step.inputs
+    if group.outputs != (slot,) or step.output is None or not program.is_array(step.output):
+        return False
+    readers = program.consumers()
+    if readers.get(slot, ()) != [index] or not readers.get(step.output):
+        return False
+    shape, dtype = program.avals[slot]
+    if dtype not in _FLOATS or program.avals[step.output][1] != dtype:
+        return False
+    params = step.params or {}
+    axis = params.get("axis")
+    if set(params) - {"axis", "keepdims"} or not (axis is None or type(axis) is tuple):
+        return False
+    axes = _reduced_axes(shape, axis)
+    if any(type(a) is not int or not 0 <= a < len(shape) for a in axes) or len(set(axes)) != len(axes):
+        return False
+    if math.prod(shape[a] for a in axes) > MAX_REDUCED:
+        return False
+    return all(program.steps[k].output is not None for k in range(group.indices[0], index))
 
 
 def schedule(program, groups=None):
@@ -188,26 +264,37 @@ def schedule(program, groups=None):
 # Groups
 
 class Group:
-    """Fusable steps of a program that one kernel computes (see the module docstring).
+    """Fusable steps of a program that one kernel computes, and maybe the reduction they
+    feed (see the module docstring).
 
-    Attributes: `indices` and `steps` (the members, in program order), `position` (the
+    Attributes: `indices` and `steps` (the members, in program order: the elementwise ones,
+    then the reduction when one joined), `elementwise` (the elementwise members),
+    `reduction` (the reduce_sum or reduce_mean step that joined, or None), `position` (the
     index of the last member, where the group runs), `shape` (the iteration shape, that of
-    every member's output), `size` (its element count), `inputs` (the slots the members
-    read that no member computes, in order of first read: arrays, number constants and
-    number arguments), `outputs` (the member outputs read after the group or returned by
-    the program, in program order), `scratch` ((slot, shape, dtype) of every other member
-    output: the intermediates run_numpy needs buffers for), `avals` (slot -> aval for every
-    slot the group touches), `constants` (number constant inputs: slot -> value, baked into
-    the kernel), `parameters` (the kernel's parameters in order: (role, slot, C type) with
-    role "output", "input" or "number"). A group none of whose results is read has no
-    outputs (dead code, which a pass before this one may remove)."""
+    every elementwise member's output, so of the reduction's input), `size` (its element
+    count), `threads` (the count of the kernel's grid-stride loop: `size`, or with a
+    reduction the element count of its output, one thread an output element), `extent` (the
+    elements reduced into each output element; 1 without a reduction), `inputs` (the slots
+    the members read that no member computes, in order of first read: arrays, number
+    constants and number arguments), `outputs` (the member outputs read after the group or
+    returned by the program, in program order: with a reduction, at most its output),
+    `output_avals` ((shape, dtype) of each output: the iteration shape, or the reduction's
+    output shape), `scratch` ((slot, shape, dtype) of every other elementwise member output:
+    the intermediates run_numpy needs buffers for, the reduction's input included),
+    `avals` (slot -> aval for every slot the group touches), `constants` (number constant
+    inputs: slot -> value, baked into the kernel), `parameters` (the kernel's parameters in
+    order: (role, slot, C type) with role "output", "input" or "number"). A group none of
+    whose results is read has no outputs (dead code, which a pass before this one may
+    remove)."""
 
     def __init__(self, program, indices):
         self.indices = tuple(indices)
         self.steps = tuple(program.steps[i] for i in self.indices)
         self.position = self.indices[-1]
+        self.reduction = self.steps[-1] if _is_reduction(self.steps[-1]) else None
+        self.elementwise = self.steps[:-1] if self.reduction is not None else self.steps
         computed = {step.output for step in self.steps}
-        self.shape = tuple(program.avals[self.steps[0].output][0])
+        self.shape = tuple(program.avals[self.elementwise[0].output][0])
         self.size = math.prod(self.shape)
         self.inputs = tuple(dict.fromkeys(s for step in self.steps for s in step.inputs if s not in computed))
         readers = program.consumers()
@@ -215,12 +302,19 @@ class Group:
         self.outputs = tuple(step.output for step in self.steps
                              if any(r not in inside for r in readers.get(step.output, ())))
         self.avals = {s: program.avals[s] for s in self.inputs + tuple(computed)}
-        self.scratch = tuple((step.output, self.shape, self.avals[step.output][1]) for step in self.steps
+        self.output_avals = tuple((tuple(self.avals[s][0]), self.avals[s][1]) for s in self.outputs)
+        self.scratch = tuple((step.output, self.shape, self.avals[step.output][1]) for step in self.elementwise
                              if step.output not in self.outputs)
+        if self.reduction is None:
+            self.axes, self.extent, self.threads = (), 1, self.size
+        else:
+            self.axes = _reduced_axes(self.shape, self.reduction.params["axis"])
+            self.extent = math.prod(self.shape[a] for a in self.axes)
+            self.threads = math.prod(self.avals[self.reduction.output][0])
         self.constants = {s: program.constants[s] for s in self.inputs
                           if type(self.avals[s]) is not tuple and s in program.constants}
         self._common = {step.output: numpy.result_type(*(_representative(program, s) for s in step.inputs))
-                        for step in self.steps}
+                        for step in self.elementwise}
         outs = [("output", s, f"{_dispatch.c_type(self.avals[s][1])}*") for s in self.outputs]
         arrays = [("input", s, f"const {_dispatch.c_type(self.avals[s][1])}*") for s in self.inputs
                   if type(self.avals[s]) is tuple]
@@ -229,11 +323,19 @@ class Group:
         self.parameters = tuple(outs + arrays + numbers)
         self._source = None
 
+    def _title(self):
+        names = ", ".join(step.name for step in self.elementwise)
+        dtypes = "/".join(sorted({str(self.avals[step.output][1]) for step in self.elementwise}))
+        title = f"{names} over {dtypes}[{','.join(map(str, self.shape))}]"
+        if self.reduction is not None:
+            r = self.reduction
+            title += (f", {r.name}(axis={r.params['axis']!r}, keepdims={r.params['keepdims']!r}) into "
+                      f"[{','.join(map(str, self.avals[r.output][0]))}]")
+        return title
+
     def __repr__(self):
-        names = ", ".join(step.name for step in self.steps)
         outs = ", ".join(f"%{s}" for s in self.outputs)
-        dtypes = sorted({str(self.avals[step.output][1]) for step in self.steps})
-        return f"<Group [{names}] -> ({outs}) over {'/'.join(dtypes)}[{','.join(map(str, self.shape))}]>"
+        return f"<Group [{self._title()}] -> ({outs})>"
 
     # -- the kernel ------------------------------------------------------------------
 
@@ -277,27 +379,27 @@ class Group:
             lines.insert(0, "    const unsigned int j = (unsigned int)i;")
         for slot, value in self.constants.items():
             names[slot] = _dispatch.c_literal(value)
-        for k, step in enumerate(self.steps):
+        for k, step in enumerate(self.elementwise):
             dtype = self.avals[step.output][1]
             text = step.op.expression.render([names[s] for s in step.inputs], step.params or {}, result=dtype,
                                              common=self._common[step.output])
             lines.append(f"    const {_dispatch.c_type(dtype)} v{k} = {text};")
             names[step.output] = f"v{k}"
-        for k, slot in enumerate(self.outputs):
-            lines.append(f"    out{k}[i] = {names[slot]};")
         signature = ", ".join(declarations)
         arguments = ", ".join(d.rsplit(" ", 1)[1] for d in declarations)
-        n = f"{self.size}LL"
-        head = ", ".join(step.name for step in self.steps)
-        dtypes = "/".join(sorted({str(self.avals[step.output][1]) for step in self.steps}))
+        if self.reduction is None:
+            for k, slot in enumerate(self.outputs):
+                lines.append(f"    out{k}[i] = {names[slot]};")
+            element = [f"GG_HD inline void @NAME@_element(long long i{', ' if signature else ''}{signature}) {{",
+                       *lines, "}"]
+        else:
+            element = self._reduction_functions(lines, names, declarations)
+        n = f"{self.threads}LL"
         return "\n".join([
-            f"// gpugrad.fusion: {head} over {dtypes}[{','.join(map(str, self.shape))}], "
-            f"{len(self.outputs)} output{'s' * (len(self.outputs) != 1)}",
+            f"// gpugrad.fusion: {self._title()}, {len(self.outputs)} output{'s' * (len(self.outputs) != 1)}",
             f'#include "{HEADER}"',
             "",
-            f"GG_HD inline void @NAME@_element(long long i{', ' if signature else ''}{signature}) {{",
-            *lines,
-            "}",
+            *element,
             "",
             "#ifdef __CUDACC__",
             f'extern "C" __global__ void @NAME@({signature}) {{',
@@ -316,6 +418,40 @@ class Group:
             "",
         ])
 
+    def _reduction_functions(self, lines, names, declarations):
+        """With a reduction: `@NAME@_value(i, inputs)`, the reduction's input at element i of the
+        iteration space (the elementwise members recomputed), and `@NAME@_element(o, outputs,
+        inputs)`, output element o: the reduced elements in C order, summed in double and
+        rounded once to the output type (a mean divides in double first)."""
+        reduction = self.reduction
+        slot = reduction.inputs[0]
+        ctype = _dispatch.c_type(self.avals[slot][1])
+        inputs = [d for d in declarations if not d.split(" ")[-1].startswith("out")]
+        value_signature = ", ".join(inputs)
+        value_arguments = ", ".join(d.rsplit(" ", 1)[1] for d in inputs)
+        signature = ", ".join(declarations)
+        strides = [math.prod(self.shape[k + 1:]) for k in range(len(self.shape))]
+        kept = [(n, s) for k, (n, s) in enumerate(zip(self.shape, strides)) if k not in self.axes]
+        reduced = [(n, s) for k, (n, s) in enumerate(zip(self.shape, strides)) if k in self.axes]
+        out_type = _dispatch.c_type(self.avals[reduction.output][1])
+        total = "acc" if reduction.op.name == "reduce_sum" else f"acc / (double){self.extent}LL"
+        return [
+            f"GG_HD inline {ctype} @NAME@_value(long long i{', ' if value_signature else ''}{value_signature}) {{",
+            *lines,
+            f"    return {names[slot]};",
+            "}",
+            "",
+            f"GG_HD inline void @NAME@_element(long long o, {signature}) {{",
+            f"    const long long base = {_strided(kept, 'o')};",
+            "    double acc = 0.0;",
+            f"    for (long long r = 0; r < {self.extent}LL; ++r) {{",
+            f"        acc += (double)@NAME@_value(base + {_strided(reduced, 'r')}"
+            f"{', ' if value_arguments else ''}{value_arguments});",
+            "    }",
+            f"    out0[o] = ({out_type})({total});",
+            "}",
+        ]
+
     def kernel_arguments(self, outs, inputs):
         """The kernel's arguments, in `parameters` order: the arrays of `outs` (one per
         output), the array inputs, and each number argument as the NumPy scalar of its C type
@@ -330,22 +466,53 @@ class Group:
     # -- NumPy -----------------------------------------------------------------------
 
     def run_numpy(self, xp, outs, inputs, scratch=None):
-        """The members' NumPy forms in order (Expression.numpy with the array module `xp`):
-        the outputs written into `outs` (arrays of the iteration shape and the outputs'
-        dtypes, in `outputs` order), the intermediates into `scratch` (arrays as listed by
-        the `scratch` attribute; new ones from xp.empty when None). `inputs` holds a value for
-        every slot of `inputs`, constants included. No buffer may overlap an input. Returns
-        `outs` as a tuple: bit for bit the members' forwards."""
+        """The members' NumPy forms in order (Expression.numpy with the array module `xp`,
+        then the reduction's planned form, lowering.INTO, equal to its forward): the outputs
+        written into `outs` (arrays as listed by `output_avals`), the intermediates into
+        `scratch` (arrays as listed by the `scratch` attribute; new ones from xp.empty when
+        None). `inputs` holds a value for every slot of `inputs`, constants included. No
+        buffer may overlap an input. Returns `outs` as a tuple: bit for bit the members'
+        forwards."""
         values = dict(zip(self.inputs, inputs))
         buffers = dict(zip(self.outputs, outs))
         if scratch is None:
             scratch = [xp.empty(shape, dtype) for _, shape, dtype in self.scratch]
         buffers.update((slot, array) for (slot, _, _), array in zip(self.scratch, scratch))
-        for step in self.steps:
+        for step in self.elementwise:
             out = buffers[step.output]
             step.op.expression.numpy(xp, out, *(values[s] for s in step.inputs), **(step.params or {}))
             values[step.output] = out
+        reduction = self.reduction
+        if reduction is not None and reduction.output in buffers:
+            _lowering.INTO[reduction.op.name](xp, buffers[reduction.output], values[reduction.inputs[0]],
+                                              **reduction.params)
         return tuple(outs)
+
+
+def _strided(dims, var):
+    """The C expression (64-bit) of the flat offset, into a C-contiguous array, of element
+    `var` (a C variable) of the sub-space `dims`: (extent, stride) pairs, outermost first, in
+    C order. Dimensions of extent 1 drop out; adjacent ones that are contiguous merge."""
+    if any(n == 0 for n, _ in dims):
+        return "0"  # no element: the loop never reads it
+    merged = []
+    for n, s in dims:
+        if n == 1:
+            continue
+        if merged and merged[-1][1] == s * n:
+            merged[-1] = [merged[-1][0] * n, s]
+        else:
+            merged.append([n, s])
+    total = math.prod(n for n, _ in merged)
+    terms = []
+    inner = 1
+    for n, s in reversed(merged):
+        coordinate = var if inner == 1 else f"{var} / {inner}LL"
+        if inner * n != total:
+            coordinate = f"({coordinate}) % {n}LL" if inner != 1 else f"{var} % {n}LL"
+        terms.append(coordinate if s == 1 else f"({coordinate}) * {s}LL")
+        inner *= n
+    return " + ".join(reversed(terms)) or "0"
 
 
 def _index(shape, into, i="i", suffix="LL"):

@@ -169,9 +169,9 @@ def _cuda_group(group):
     outputs allocated (from the graph's private pool inside a capture), the array inputs
     made contiguous, one launch."""
     function = _kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
-    outputs = [(group.shape, group.avals[slot][1]) for slot in group.outputs]
+    outputs = group.output_avals  # a fused reduction's output has its own shape
     arrays = [type(group.avals[slot]) is tuple for slot in group.inputs]
-    size = group.size
+    size = group.threads  # the grid-stride count: the iteration space, or a fused reduction's output
     cupy = _backend._cupy
 
     def run(*inputs):
