@@ -445,10 +445,11 @@ class Group:
             f"    const long long base = {_strided(kept, 'o')};",
             "    double acc = 0.0;",
             f"    for (long long r = 0; r < {self.extent}LL; ++r) {{",
-            f"        acc += (double)@NAME@_value(base + {_strided(reduced, 'r')}"
-            f"{', ' if value_arguments else ''}{value_arguments});",
+            f"        acc += widened(@NAME@_value(base + {_strided(reduced, 'r')}"
+            f"{', ' if value_arguments else ''}{value_arguments}));",
             "    }",
-            f"    out0[o] = ({out_type})({total});",
+            # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
+            f"    out0[o] = gg_cast<{out_type}>({total});",
             "}",
         ]
 
