@@ -18,7 +18,7 @@ from .ops import *  # noqa: F401,F403  (binds the Tensor operators)
 from .tape import GradientTape, UnconnectedGradients, custom_gradient, gradients  # noqa: F401
 from .checks import GradcheckError, approximate_derivative, approximate_gradient, gradcheck  # noqa: F401
 from .module import Module  # noqa: F401
-from .checkpoint import RestoreResult, list_checkpoint, restore, save  # noqa: F401
+from .checkpoints import RestoreResult, list_checkpoint, restore, save  # noqa: F401
 from .function import function  # noqa: F401
 from . import data, debugging, losses, nn, optimizers, random, training  # noqa: F401
 from .training import History, fit  # noqa: F401

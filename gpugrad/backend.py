@@ -3,7 +3,7 @@
 Math above this layer reaches numpy or cupy only through it: code asks an array for its
 module with `xp_of` or goes through the Backend of a device (gpugrad/checks.py takes the
 cpu backend's module for its host-side float64 differences; gpugrad/kernels.py and
-gpugrad/checkpoint.py import numpy for dtypes and host buffers, not math). CuPy is probed
+gpugrad/checkpoints.py import numpy for dtypes and host buffers, not math). CuPy is probed
 lazily, so importing gpugrad initializes no CUDA context.
 """
 import contextlib

@@ -17,7 +17,7 @@ from . import program as _program
 from . import structure as _structure
 from .recording import THREAD as _THREAD, TracedNumber
 from .tensor import Tensor, Variable, constant
-from .trace import SCALARS as _SCALARS, Trace
+from .tracing import SCALARS as _SCALARS, Trace
 
 _LEAF = _structure.LEAF
 _NUMBERS = (int, float, complex)  # runtime values of a replay; bool, str and None are static

@@ -15,7 +15,7 @@ step they replace stood, so reads of a Variable stay before the updates that wri
 """
 from .dispatch import REGISTRY
 from .program import Program
-from .trace import Step, aval as _aval
+from .tracing import Step, aval as _aval
 
 # Kinds of primitives whose forward is a pure function of its inputs and parameters.
 PURE_KINDS = frozenset(("elementwise", "shape", "reduction", "contraction"))

@@ -10,7 +10,7 @@ arguments and results.
 Passes are functions from Program to Program (see passes.py). They never edit a program
 or its steps; `with_steps` and `new_slot` build the next one.
 """
-from .trace import aval as _aval
+from .tracing import aval as _aval
 
 
 class Program:

@@ -11,7 +11,7 @@ import safetensors.numpy
 from safetensors import safe_open
 
 import gpugrad as gg
-from gpugrad.checkpoint import RestoreResult
+from gpugrad.checkpoints import RestoreResult
 from gpugrad.module import Dense
 
 pytestmark = pytest.mark.usefixtures("device")  # every test runs on each device (cuda skipped without one)

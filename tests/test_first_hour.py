@@ -271,3 +271,9 @@ def test_get_returns_an_optimizer_by_name():
         opt.get("adma")
     with pytest.raises(TypeError, match="expected an optimizer name"):
         opt.get(3)
+
+
+def test_no_internal_module_takes_a_top_level_name_users_would_call():
+    # matrix trace and gradient/training checkpoints are names other libraries give to functions
+    assert not hasattr(gg, "trace") and not hasattr(gg, "checkpoint")
+    assert callable(gg.tensor)

@@ -38,7 +38,7 @@ import pytest
 import gpugrad as gg
 from gpugrad import dispatch, fusion
 from gpugrad.program import Program, evaluate
-from gpugrad.trace import Step, aval
+from gpugrad.tracing import Step, aval
 from helpers import program_of, regression_step, softsign_primitive
 from test_expressions import LIBM_ULPS
 

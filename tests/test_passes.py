@@ -9,7 +9,7 @@ import gpugrad as gg
 from gpugrad import passes
 from gpugrad.dispatch import REGISTRY
 from gpugrad.program import Program, evaluate
-from gpugrad.trace import Step
+from gpugrad.tracing import Step
 from helpers import program_of, regression_step
 
 TOLERANCE = {np.float32: 1e-6, np.float64: 1e-13}
