@@ -54,7 +54,8 @@ def _plan(trace, result, compiled):
         program = _passes.default_pipeline(_program.Program.from_trace(trace), _HOST_PASSES)
         replay, memory = _lowering.lower(program)
         lowering = (f"planned replay on the CPU: {memory.describe()}; after constant folding and dead-code "
-                    f"elimination {len(program.steps)} of the {len(trace.steps)} steps remain")
+                    f"elimination {len(program.steps)} of the {len(trace.steps)} steps remain:\n"
+                    + "\n".join(f"  {line}" for line in program.text().splitlines()))
     else:
         lowering = f"plain replay: {reason}"
     trace.seal()

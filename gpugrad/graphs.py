@@ -150,6 +150,8 @@ def fused_device_replay(program, run_group=None):
              f"(constant folding, degenerate matmuls as elementwise and reduction ops, dead-code elimination):"]
     lines += [f"  kernel {index}: {group!r}" for index, group in enumerate(groups)]
     lines.append("  other array calls: " + ", ".join(program.steps[unit].name for unit in units if type(unit) is int))
+    lines.append("the program after the passes:")
+    lines += [f"  {line}" for line in program.text().splitlines()]
     for index, group in enumerate(groups):
         lines.append(f"kernel {index} source:")
         lines += [f"  {line}" for line in group.cuda_source().splitlines()]

@@ -10,7 +10,7 @@ arguments and results.
 Passes are functions from Program to Program (see passes.py). They never edit a program
 or its steps; `with_steps` and `new_slot` build the next one.
 """
-from .tracing import aval as _aval
+from .tracing import aval as _aval, describe as _describe
 
 
 class Program:
@@ -64,7 +64,8 @@ class Program:
         return type(self.avals[slot]) is tuple
 
     def text(self):
-        """One line a step, as the trace prints: `%3: f32[300,3] = matmul(%0, %2)  # contraction`."""
+        """One line a step, as the trace prints them (`%3: f32[300,3] = matmul(%0, %2)  #
+        contraction`), then the results: what `explain()` shows after the passes."""
         lines = []
         for step in self.steps:
             arguments = ", ".join("None" if self.avals[s] is type(None) else f"%{s}" for s in step.inputs)
@@ -86,10 +87,3 @@ def evaluate(program, *inputs):
         if step.output is not None:
             values[step.output] = result
     return tuple(values[s] for s in program.output_slots)
-
-
-def _describe(aval):
-    if type(aval) is not tuple:
-        return aval.__name__
-    shape, dtype = aval
-    return f"{dtype}[{','.join(str(n) for n in shape)}]"

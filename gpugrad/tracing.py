@@ -193,10 +193,14 @@ def _params(params):
 
 def _type_of(value):
     """"f32[300,1]" for an array, the type's name for a Python value."""
-    if type(value) is TracedNumber:
-        value = value.value
-    shape = getattr(value, "shape", None)
-    if shape is None:
-        return type(value).__name__
-    dtype = str(value.dtype)
-    return f"{_SHORT.get(dtype, dtype)}[{','.join(str(n) for n in shape)}]"
+    return describe(aval(value))
+
+
+def describe(aval):
+    """An aval as the trace prints it: "f32[300,1]" for (shape, dtype), the type's name
+    otherwise."""
+    if type(aval) is not tuple:
+        return aval.__name__
+    shape, dtype = aval
+    name = str(dtype)
+    return f"{_SHORT.get(name, name)}[{','.join(str(n) for n in shape)}]"

@@ -39,7 +39,8 @@ def test_explain_on_the_cpu_says_the_plan_is_a_planned_replay():
     assert "sgd_update(" in text and "SGD.advance()  # host" in text
     assert re.search(r"lowering: planned replay on the CPU: \d+ buffers \([\d.e-]+ MB\) for \d+ planned "
                      r"intermediates, allocated once; after constant folding and dead-code elimination \d+ of "
-                     r"the \d+ steps remain$", text)
+                     r"the \d+ steps remain:\n  %\d+: f32\[64,3\] = matmul\(%0, %\d+\)  # contraction\n", text)
+    assert re.search(r"\n  return %\d+$", text)  # the program after the passes, as the trace prints it
     assert "array calls and 1 host steps a call" in text
 
 
