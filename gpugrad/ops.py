@@ -7,6 +7,7 @@ and reduce_all); no array module is called directly. The end of the module binds
 Tensor operators to the primitives.
 """
 import builtins
+import math
 import numbers
 import operator
 
@@ -464,21 +465,47 @@ def _check_range(indices, side, what, where_, error=IndexError, noun="index"):
 
 
 def gather(params, indices, axis=None, batch_dims=0):
-    """Slices of `params` along `axis` (0 when None) at integer `indices`: the result has shape
-    params.shape[:axis] + indices.shape + params.shape[axis + 1:]. The gradient goes to params
-    only, summed where an index repeats. Indices outside [0, params.shape[axis]) raise
-    IndexError (negative ones too, as in TensorFlow), but in a gg.function's compiled steps,
-    which do not read them on the host: there a negative index counts from the end. Only
-    batch_dims=0."""
+    """Slices of `params` along `axis` at integer `indices`, as tf.gather: the result has shape
+    params.shape[:axis] + indices.shape[batch_dims:] + params.shape[axis + 1:]. The first
+    `batch_dims` axes (negative counts from the end of indices' rank) are batch axes, equal in
+    params and indices: each batch entry gathers from its own slice of params. `axis`
+    defaults to batch_dims and must be at least batch_dims. The gradient goes to params only,
+    summed where an index repeats. Indices outside [0, params.shape[axis]) raise IndexError
+    (negative ones too, as in TensorFlow), but in a gg.function's compiled steps, which do not
+    read them on the host: there a negative index counts from the end."""
     x = _tensor(params)
     indices = _integers(indices, "gather", "indices")
-    if batch_dims != 0:
-        raise NotImplementedError("gather: only batch_dims=0 is supported")
     if x.ndim == 0:
         raise ValueError("gather: params needs rank 1 or more, got a scalar")
-    axis = _axis(0 if axis is None else axis, x.ndim, x.shape, "gather")
+    if isinstance(batch_dims, bool) or not isinstance(batch_dims, int) or not (
+            -indices.ndim <= batch_dims <= indices.ndim):
+        raise ValueError(f"gather: batch_dims must be an int in [-{indices.ndim}, {indices.ndim}] (the rank of "
+                         f"indices), got {batch_dims!r}")
+    if batch_dims < 0:
+        batch_dims += indices.ndim
+    axis = _axis(batch_dims if axis is None else axis, x.ndim, x.shape, "gather")
+    if axis < batch_dims or x.shape[:batch_dims] != indices.shape[:batch_dims]:
+        raise ValueError(f"gather: with batch_dims={batch_dims}, axis ({axis}) must be at least batch_dims and the "
+                         f"first {batch_dims} axes of params {x.shape} and indices {indices.shape} must be equal")
     _check_range(indices, x.shape[axis], "gather", f"axis {axis} of params of shape {x.shape}")
-    return _p.gather(x, indices, axis=axis)
+    if batch_dims == 0:
+        return _p.gather(x, indices, axis=axis)
+    # Fold the batch axes into the gathered one: each batch entry b reads rows b * n + index
+    # of params with the batch axes moved next to axis and merged with it.
+    batch = x.shape[:batch_dims]
+    count, n = math.prod(batch), x.shape[axis]
+    inner = x.shape[batch_dims:axis]
+    folded = reshape(x, (count,) + x.shape[batch_dims:])
+    perm = tuple(builtins.range(1, axis - batch_dims + 1)) + (0,) + tuple(
+        builtins.range(axis - batch_dims + 1, folded.ndim))
+    folded = reshape(transpose(folded, perm), inner + (count * n,) + x.shape[axis + 1:])
+    offsets = reshape(range(0, count * n, n, dtype=indices.dtype, device=indices.device),
+                      (count,) + (1,) * (indices.ndim - batch_dims))
+    rows = reshape(indices, (count,) + indices.shape[batch_dims:]) + offsets
+    out = _p.gather(folded, rows, axis=len(inner))  # inner + (count,) + index shape + trailing
+    k = len(inner)
+    out = transpose(out, (k,) + tuple(builtins.range(k)) + tuple(builtins.range(k + 1, out.ndim)))
+    return reshape(out, batch + out.shape[1:])
 
 
 def gather_nd(params, indices, batch_dims=0):

@@ -111,6 +111,41 @@ def test_gather_matches_take_and_scatters_its_gradient(data):
     np.testing.assert_array_equal(grad_of(lambda p: gg.gather(p, indices, axis=axis), x), expected)
 
 
+def _batched_take(params, indices, axis, batch_dims):
+    """tf.gather with batch_dims, as a loop of np.take over the batch entries."""
+    batch = params.shape[:batch_dims]
+    out = np.empty(batch + params.shape[batch_dims:axis] + indices.shape[batch_dims:] + params.shape[axis + 1:])
+    for entry in np.ndindex(*batch):
+        out[entry] = np.take(params[entry], indices[entry], axis=axis - batch_dims)
+    return out
+
+
+@pytest.mark.parametrize("params_shape, indices_shape, axis, batch_dims", [
+    ((2, 5, 3), (2, 4), 1, 1), ((2, 3, 5, 4), (2, 3, 6), 2, 2), ((2, 3, 5), (2, 7), 2, 1), ((2, 5), (2,), 1, 1),
+    ((3, 4, 5), (3, 2, 2), 1, 1), ((2, 5), (2, 3), None, -1),
+])
+def test_gather_with_batch_dims_gathers_each_entry_from_its_own_slice(params_shape, indices_shape, axis, batch_dims,
+                                                                     rng, device):
+    params = rng.normal(size=params_shape)
+    batch = batch_dims if batch_dims >= 0 else batch_dims + len(indices_shape)  # negative: from indices' rank
+    effective_axis = batch if axis is None else axis
+    indices = rng.integers(0, params_shape[effective_axis], size=indices_shape)
+    with gg.device(device):
+        got = gg.gather(params, indices, axis=axis, batch_dims=batch_dims)
+        np.testing.assert_array_equal(got.numpy(), _batched_take(params, indices, effective_axis, batch))
+        assert gg.gradcheck(lambda p: gg.gather(p, indices, axis=axis, batch_dims=batch_dims), [params])
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda: gg.gather(gg.ones((2, 3)), [[0], [1]], axis=0, batch_dims=1), "axis \\(0\\) must be at least batch_dims"),
+    (lambda: gg.gather(gg.ones((2, 3)), [[0], [1], [2]], batch_dims=1), "first 1 axes of params"),
+    (lambda: gg.gather(gg.ones((2, 3)), [[0], [1]], batch_dims=3), "batch_dims must be an int in \\[-2, 2\\]"),
+])
+def test_gather_batch_dims_errors_name_the_shapes(call, text):
+    with pytest.raises(ValueError, match=text):
+        call()
+
+
 def test_gather_nd_matches_numpy_indexing(rng):
     x = rng.normal(size=(3, 4, 2))
     for indices in ([[0, 1], [2, 3], [0, 1]], [[[1], [0]]], [[0, 1, 1], [2, 3, 0]], np.zeros((2, 0), int)):
