@@ -509,12 +509,27 @@ def gather(params, indices, axis=None, batch_dims=0):
 
 
 def gather_nd(params, indices, batch_dims=0):
-    """params at the index tuples in the last axis of integer `indices`: the result has shape
-    indices.shape[:-1] + params.shape[indices.shape[-1]:]. Gradients as gather's."""
+    """params at the index tuples in the last axis of integer `indices`, as tf.gather_nd: the
+    result has shape indices.shape[:-1] + params.shape[batch_dims + indices.shape[-1]:]. The
+    first `batch_dims` axes are batch axes, equal in params and indices: each batch entry's
+    tuples index its own slice of params. Gradients as gather's."""
     x = _tensor(params)
     indices = _integers(indices, "gather_nd", "indices")
-    if batch_dims != 0:
-        raise NotImplementedError("gather_nd: only batch_dims=0 is supported")
+    if isinstance(batch_dims, bool) or not isinstance(batch_dims, int) or not (
+            0 <= batch_dims < builtins.max(indices.ndim, 1)):
+        raise ValueError(f"gather_nd: batch_dims must be an int in [0, {builtins.max(indices.ndim - 1, 0)}] (less "
+                         f"than the rank of indices, {indices.ndim}), got {batch_dims!r}")
+    if batch_dims:
+        if x.shape[:batch_dims] != indices.shape[:batch_dims]:
+            raise ValueError(f"gather_nd: with batch_dims={batch_dims}, the first {batch_dims} axes of params "
+                             f"{x.shape} and indices {indices.shape} must be equal")
+        # Fold the batch axes into one, and prefix each tuple with its batch entry's position.
+        batch, count = x.shape[:batch_dims], math.prod(x.shape[:batch_dims])
+        folded = reshape(indices, (count,) + indices.shape[batch_dims:])
+        entry = reshape(range(count, dtype=folded.dtype, device=folded.device), (count,) + (1,) * (folded.ndim - 1))
+        tuples = concat([broadcast_to(entry, folded.shape[:-1] + (1,)), folded], axis=-1)
+        out = gather_nd(reshape(x, (count,) + x.shape[batch_dims:]), tuples)
+        return reshape(out, batch + out.shape[1:])
     if indices.ndim == 0 or indices.shape[-1] > x.ndim:
         raise ValueError(f"gather_nd: indices of shape {indices.shape} need rank 1 or more and a last axis no "
                          f"longer than the rank of params, of shape {x.shape}")

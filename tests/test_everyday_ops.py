@@ -146,6 +146,23 @@ def test_gather_batch_dims_errors_name_the_shapes(call, text):
         call()
 
 
+@pytest.mark.parametrize("params_shape, indices_shape, batch_dims", [
+    ((2, 3, 4), (2, 5, 1), 1), ((2, 3, 4, 5), (2, 3, 2, 2), 2), ((3, 4, 5), (3, 2), 1), ((2, 3, 4), (2, 6, 2), 1),
+])
+def test_gather_nd_with_batch_dims_indexes_each_entry_s_own_slice(params_shape, indices_shape, batch_dims, rng,
+                                                                    device):
+    params = rng.normal(size=params_shape)
+    indices = np.stack([rng.integers(0, params_shape[batch_dims + k], size=indices_shape[:-1])
+                        for k in range(indices_shape[-1])], -1)
+    expected = np.stack([params[entry][tuple(np.moveaxis(indices[entry], -1, 0))]
+                         for entry in np.ndindex(*params_shape[:batch_dims])])
+    with gg.device(device):
+        got = gg.gather_nd(params, indices, batch_dims=batch_dims)
+        np.testing.assert_array_equal(got.numpy(), expected.reshape(got.shape))
+        assert got.shape == indices_shape[:-1] + params_shape[batch_dims + indices_shape[-1]:]
+        assert gg.gradcheck(lambda p: gg.gather_nd(p, indices, batch_dims=batch_dims), [params])
+
+
 def test_gather_nd_matches_numpy_indexing(rng):
     x = rng.normal(size=(3, 4, 2))
     for indices in ([[0, 1], [2, 3], [0, 1]], [[[1], [0]]], [[0, 1, 1], [2, 3, 0]], np.zeros((2, 0), int)):
@@ -163,6 +180,8 @@ def test_gather_nd_matches_numpy_indexing(rng):
     (lambda: gg.gather(gg.ones((2, 3)), [0.0]), TypeError, "indices must be integers"),
     (lambda: gg.gather_nd(gg.ones((2, 3)), [[1, 3]]), IndexError, "index 3 is out of range for axis 1"),
     (lambda: gg.gather_nd(gg.ones((2, 3)), [[0, 0, 0]]), ValueError, "last axis no longer"),
+    (lambda: gg.gather_nd(gg.ones((2, 3)), [[0], [1]], batch_dims=2), ValueError, "batch_dims must be an int"),
+    (lambda: gg.gather_nd(gg.ones((2, 3)), [[0], [1], [0]], batch_dims=1), ValueError, "first 1 axes of params"),
 ])
 def test_gather_errors(call, error, text):
     with pytest.raises(error, match=text):
