@@ -317,14 +317,23 @@ template <typename T, typename X> GG_HD inline T gg_tanh_rounded(X x) {
     return flushed<T>(gg_libm_tanh(widened(x)));
 }
 
-template <typename T, typename X> GG_HD inline T gg_sigmoid(X x) {
+// sigmoid's and softplus's common start: x clipped in T to [-bound, 40] and widened; for a
+// double result, keep is 0 where that is below log(DBL_MIN) (and t is zeroed there), else 1.
+template <typename T, typename X> GG_HD inline double gg_saturated(X x, double& keep) {
     const bool wide = sizeof(T) >= 8;
     const T v = gg_clip(gg_cast<T>(x), (T)-(wide ? GG_SATURATION_BOUND_64 : GG_SATURATION_BOUND_32), (T)40);
     double t = widened(v);
-    const double keep = (!wide || t >= GG_LOG_TINY_64) ? 1.0 : 0.0;
+    keep = (!wide || t >= GG_LOG_TINY_64) ? 1.0 : 0.0;
     if (wide) {
         t = gg_dmul(t, keep);
     }
+    return t;
+}
+
+template <typename T, typename X> GG_HD inline T gg_sigmoid(X x) {
+    const bool wide = sizeof(T) >= 8;
+    double keep;
+    double t = gg_saturated<T>(x, keep);
     t = gg_libm_exp(t);
     const double u = gg_dadd(t, 1.0);
     if (wide) {
@@ -336,12 +345,8 @@ template <typename T, typename X> GG_HD inline T gg_sigmoid(X x) {
 template <typename T, typename X> GG_HD inline T gg_softplus(X x) {
     // max(max(v, 0) + log1p(e^-|v|), x), v = x clipped, times keep before the outer max.
     const bool wide = sizeof(T) >= 8;
-    const T v = gg_clip(gg_cast<T>(x), (T)-(wide ? GG_SATURATION_BOUND_64 : GG_SATURATION_BOUND_32), (T)40);
-    double t = widened(v);
-    const double keep = (!wide || t >= GG_LOG_TINY_64) ? 1.0 : 0.0;
-    if (wide) {
-        t = gg_dmul(t, keep);
-    }
+    double keep;
+    const double t = gg_saturated<T>(x, keep);
     double u = gg_maximum(t, 0.0);
     u = gg_dadd(u, gg_libm_log1p(gg_libm_exp(-gg_fabs(t))));
     if (wide) {

@@ -40,10 +40,11 @@ def _plan(trace, result, compiled):
     if reason is None:
         host = [step for step in trace.steps if step.kind == "host"]
         written = tuple({id(v): v for step in trace.steps if step.kind == "update" for v in step.fn.written}.values())
+        program = _program.Program.from_trace(trace)  # the passes leave it as it is
         try:
-            device, lowering = _graphs.fused_device_replay(_program.Program.from_trace(trace))
+            device, lowering = _graphs.fused_device_replay(program)
         except Exception as error:  # a generated kernel the compiler rejects: each step launches its own
-            program = _graphs.capture_safe(_program.Program.from_trace(trace))
+            program = _graphs.capture_safe(program)
             device = _lowering.replay_steps([step for step in program.steps if step.kind != "host"],
                                             trace.arg_slots, trace.output_slots, constants)
             lowering = f"not fused: {type(error).__name__}: {str(error).splitlines()[0][:200]}"

@@ -54,7 +54,12 @@ def _source(name):
     if not path.is_file():
         known = sorted(p.stem for p in source_dir().glob("*.cu"))
         raise ValueError(f"no CUDA kernel {name!r} (no {path}); known kernels: {', '.join(known)}")
-    return _LOCAL_INCLUDE.sub(lambda match: (source_dir() / match.group(1)).read_text(), path.read_text())
+    return _inline_headers(path.read_text())
+
+
+def _inline_headers(source):
+    """`source` with each `#include "x.cuh"` of the kernel folder replaced by that header's text."""
+    return _LOCAL_INCLUDE.sub(lambda match: (source_dir() / match.group(1)).read_text(), source)
 
 
 @functools.cache
@@ -84,7 +89,7 @@ def compile_source(source):
     compiles nothing. The explicit instantiations `template __global__ void name<T>(...);`
     name the kernels it exports, as `name<T>`.
     """
-    source = _LOCAL_INCLUDE.sub(lambda match: (source_dir() / match.group(1)).read_text(), source)
+    source = _inline_headers(source)
     expressions = [f"{kernel}<{ctype}>" for kernel, ctype, _ in _INSTANTIATION.findall(source)]
     return _cupy().RawModule(code=source, options=_OPTIONS, name_expressions=expressions)
 
