@@ -53,21 +53,24 @@ done, when
      result, which needs no buffer any more;
   2. that input is float32 or float64 (the reduction's output has its dtype);
   3. it reduces at most MAX_REDUCED (65,536) elements into each output element, so that no
-     thread loops over millions of elements; a larger reduction stays a separate step;
+     block's threads loop over millions of elements; a larger reduction stays a separate step;
   4. no step run for its effect lies between the group's first member and it (the group now
      runs at the reduction: rule 2 above), and its own result is read.
 A group whose other outputs are read elsewhere keeps its reduction a separate step: its
-kernel writes elementwise results only. The kernel of a group with a reduction runs one
-thread per output element (a grid-stride loop over the reduction's output size, `threads`),
-which loops over the reduced elements in C order, recomputes the elementwise members for each
-(nothing else reads them), accumulates them in double and rounds once to the output type (a
-mean divides the double sum by the count first). The order is fixed, so the result is
-deterministic, and the same code runs on the host and the device. A float32 result is the
-double sum rounded once, at least as accurate as NumPy's float32 pairwise sum (on terms that
-do not cancel, the exact sum within an ulp); a float64 one errs by at most (n - 1) u sum|x|
-for n terms (u the unit roundoff), like any in-order sum. Either stays within (n + 2) eps
-sum|x| of the forward (tests/test_fusion.py checks that bound). `run_numpy` runs the
-reduction's planned form (lowering.INTO), bit for bit its forward.
+kernel writes elementwise results only. The kernel of a group with a reduction gives each
+output element one block of `lanes` threads (the power of two at least the reduced count,
+between 32 and MAX_LANES; a grid-stride loop over the output elements, `threads`). Lane t
+sums the reduced elements t, t + lanes, t + 2 lanes, ... in C order, recomputing the
+elementwise members for each (nothing else reads them), in double; the lanes' sums are added
+in a fixed tree (lane t takes lane t + s's, for s = lanes / 2, ..., 1) and the total rounded
+once to the output type (a mean divides it by the count in double first). The order is
+fixed, so the result is deterministic, and the host loop adds the same sums in the same tree:
+the host build gives the device's bits. A float32 result is the double sum rounded once, at
+least as accurate as NumPy's float32 pairwise sum (on terms that do not cancel, the exact sum
+within an ulp); a float64 one errs by at most (n / lanes + log2(lanes)) u sum|x| for n terms
+(u the unit roundoff), no more than an in-order sum's (n - 1) u sum|x|. Either stays within
+(n + 2) eps sum|x| of the forward (tests/test_fusion.py checks that bound). `run_numpy` runs
+the reduction's planned form (lowering.INTO), bit for bit its forward.
 
 Kernels. Inputs and outputs are C-contiguous arrays of their own shapes (a launcher makes
 inputs contiguous); the shapes, hence every broadcast index, are baked in as constants (a
@@ -76,8 +79,9 @@ iteration shape (each element's inputs are read before its outputs are written),
 a broadcast one, and a fused reduction's output with no input. The kernel is named by a hash of its text, with its parameters and locals
 named by position rather than by slot, so equal groups (the same primitives, parameters,
 dtypes, shapes and constants, in the same order) share one compiled kernel. Launch it with
-any 1-D grid: kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
-over group.kernel_arguments(outs, inputs) (the source exports an `extern "C"` kernel and
+`group.launch` (blocks, threads a block): kernels.compile_source(group.cuda_source())
+.get_function(group.kernel_name) over group.kernel_arguments(outs, inputs), with fewer
+blocks too (the loops stride over the rest; the source exports an `extern "C"` kernel and
 no template instantiation, so compile_source passes CuPy no name expressions and the name
 resolves as it stands).
 
@@ -95,7 +99,9 @@ from . import lowering as _lowering
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
 HEADER = "expressions.cuh"
 REDUCTIONS = ("reduce_sum", "reduce_mean")  # the reductions that may join a group
-MAX_REDUCED = 2**16  # the most elements a fused reduction sums into one output element (one thread's loop)
+MAX_REDUCED = 2**16  # the most elements a fused reduction sums into one output element (one block's work)
+MAX_LANES = 256  # the most threads of the block that reduces one output element
+ELEMENTWISE_BLOCK = 256  # threads a block of an elementwise group's kernel
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
 
 
@@ -273,7 +279,10 @@ class Group:
     index of the last member, where the group runs), `shape` (the iteration shape, that of
     every elementwise member's output, so of the reduction's input), `size` (its element
     count), `threads` (the count of the kernel's grid-stride loop: `size`, or with a
-    reduction the element count of its output, one thread an output element), `extent` (the
+    reduction the element count of its output, one block an output element), `lanes` (with
+    a reduction, the threads of the block reducing one output element; 1 without),
+    `launch` ((blocks, threads a block): the grid that gives every thread or block one
+    element or output element), `extent` (the
     elements reduced into each output element; 1 without a reduction), `inputs` (the slots
     the members read that no member computes, in order of first read: arrays, number
     constants and number arguments), `outputs` (the member outputs read after the group or
@@ -306,11 +315,16 @@ class Group:
         self.scratch = tuple((step.output, self.shape, self.avals[step.output][1]) for step in self.elementwise
                              if step.output not in self.outputs)
         if self.reduction is None:
-            self.axes, self.extent, self.threads = (), 1, self.size
+            self.axes, self.extent, self.threads, self.lanes = (), 1, self.size, 1
         else:
             self.axes = _reduced_axes(self.shape, self.reduction.params["axis"])
             self.extent = math.prod(self.shape[a] for a in self.axes)
             self.threads = math.prod(self.avals[self.reduction.output][0])
+            self.lanes = min(MAX_LANES, max(32, 1 << (self.extent - 1).bit_length()))
+        if self.reduction is None:
+            self.launch = (min(-(-self.size // ELEMENTWISE_BLOCK), 2**31 - 1), ELEMENTWISE_BLOCK)
+        else:
+            self.launch = (min(self.threads, 2**31 - 1), self.lanes)
         self.constants = {s: program.constants[s] for s in self.inputs
                           if type(self.avals[s]) is not tuple and s in program.constants}
         self._common = {step.output: numpy.result_type(*(_representative(program, s) for s in step.inputs))
@@ -387,19 +401,16 @@ class Group:
             names[step.output] = f"v{k}"
         signature = ", ".join(declarations)
         arguments = ", ".join(d.rsplit(" ", 1)[1] for d in declarations)
-        if self.reduction is None:
-            for k, slot in enumerate(self.outputs):
-                lines.append(f"    out{k}[i] = {names[slot]};")
-            element = [f"GG_HD inline void @NAME@_element(long long i{', ' if signature else ''}{signature}) {{",
-                       *lines, "}"]
-        else:
-            element = self._reduction_functions(lines, names, declarations)
+        if self.reduction is not None:
+            return self._reduction_source(lines, names, declarations)
+        for k, slot in enumerate(self.outputs):
+            lines.append(f"    out{k}[i] = {names[slot]};")
         n = f"{self.threads}LL"
         return "\n".join([
-            f"// gpugrad.fusion: {self._title()}, {len(self.outputs)} output{'s' * (len(self.outputs) != 1)}",
-            f'#include "{HEADER}"',
-            "",
-            *element,
+            *self._header(),
+            f"GG_HD inline void @NAME@_element(long long i{', ' if signature else ''}{signature}) {{",
+            *lines,
+            "}",
             "",
             "#ifdef __CUDACC__",
             f'extern "C" __global__ void @NAME@({signature}) {{',
@@ -418,11 +429,17 @@ class Group:
             "",
         ])
 
-    def _reduction_functions(self, lines, names, declarations):
-        """With a reduction: `@NAME@_value(i, inputs)`, the reduction's input at element i of the
-        iteration space (the elementwise members recomputed), and `@NAME@_element(o, outputs,
-        inputs)`, output element o: the reduced elements in C order, summed in double and
-        rounded once to the output type (a mean divides in double first)."""
+    def _header(self):
+        return [f"// gpugrad.fusion: {self._title()}, {len(self.outputs)} output{'s' * (len(self.outputs) != 1)}",
+                f'#include "{HEADER}"', ""]
+
+    def _reduction_source(self, lines, names, declarations):
+        """With a reduction: `@NAME@_value(i, inputs)`, the reduction's input at element i of
+        the iteration space (the elementwise members recomputed); `@NAME@_lane(o, t, inputs)`,
+        lane t's share of output element o: its reduced elements t, t + lanes, ... in C order,
+        summed in double; the kernel, one block of `lanes` threads an output element, adds the
+        lanes' shares in a fixed tree and rounds once to the output type (a mean divides in
+        double first). The host loop adds the same shares in the same tree."""
         reduction = self.reduction
         slot = reduction.inputs[0]
         ctype = _dispatch.c_type(self.avals[slot][1])
@@ -434,24 +451,57 @@ class Group:
         kept = [(n, s) for k, (n, s) in enumerate(zip(self.shape, strides)) if k not in self.axes]
         reduced = [(n, s) for k, (n, s) in enumerate(zip(self.shape, strides)) if k in self.axes]
         out_type = _dispatch.c_type(self.avals[reduction.output][1])
-        total = "acc" if reduction.op.name == "reduce_sum" else f"acc / (double){self.extent}LL"
-        return [
+        total = "lanes[0]" if reduction.op.name == "reduce_sum" else f"lanes[0] / (double){self.extent}LL"
+        share = f"@NAME@_lane(o, {{t}}{', ' if value_arguments else ''}{value_arguments})"
+        # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
+        store = f"out0[o] = gg_cast<{out_type}>({total});"
+        tree = "for (int s = {lanes} / 2; s > 0; s >>= 1)".format(lanes=self.lanes)
+        return "\n".join([
+            *self._header(),
             f"GG_HD inline {ctype} @NAME@_value(long long i{', ' if value_signature else ''}{value_signature}) {{",
             *lines,
             f"    return {names[slot]};",
             "}",
             "",
-            f"GG_HD inline void @NAME@_element(long long o, {signature}) {{",
+            f"GG_HD inline double @NAME@_lane(long long o, int t{', ' if value_signature else ''}{value_signature}) {{",
             f"    const long long base = {_strided(kept, 'o')};",
             "    double acc = 0.0;",
-            f"    for (long long r = 0; r < {self.extent}LL; ++r) {{",
+            f"    for (long long r = t; r < {self.extent}LL; r += {self.lanes}) {{",
             f"        acc += widened(@NAME@_value(base + {_strided(reduced, 'r')}"
             f"{', ' if value_arguments else ''}{value_arguments}));",
             "    }",
-            # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
-            f"    out0[o] = gg_cast<{out_type}>({total});",
+            "    return acc;",
             "}",
-        ]
+            "",
+            "#ifdef __CUDACC__",
+            f'extern "C" __global__ void __launch_bounds__({self.lanes}) @NAME@({signature}) {{',
+            f"    __shared__ double lanes[{self.lanes}];",
+            "    const int t = threadIdx.x;",
+            f"    for (long long o = blockIdx.x; o < {self.threads}LL; o += gridDim.x) {{",
+            f"        lanes[t] = {share.format(t='t')};",
+            "        __syncthreads();",
+            f"        {tree} {{",
+            "            if (t < s) lanes[t] += lanes[t + s];",
+            "            __syncthreads();",
+            "        }",
+            f"        if (t == 0) {store}",
+            "        __syncthreads();",
+            "    }",
+            "}",
+            "#else",
+            f'extern "C" void @NAME@_host({signature}) {{',
+            f"    double lanes[{self.lanes}];",
+            f"    for (long long o = 0; o < {self.threads}LL; ++o) {{",
+            f"        for (int t = 0; t < {self.lanes}; ++t) lanes[t] = {share.format(t='t')};",
+            f"        {tree} {{",
+            "            for (int t = 0; t < s; ++t) lanes[t] += lanes[t + s];",
+            "        }",
+            f"        {store}",
+            "    }",
+            "}",
+            "#endif",
+            "",
+        ])
 
     def kernel_arguments(self, outs, inputs):
         """The kernel's arguments, in `parameters` order: the arrays of `outs` (one per

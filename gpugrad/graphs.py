@@ -173,12 +173,11 @@ def _cuda_group(group):
     function = _kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
     outputs = group.output_avals  # a fused reduction's output has its own shape
     arrays = [type(group.avals[slot]) is tuple for slot in group.inputs]
-    size = group.threads  # the grid-stride count: the iteration space, or a fused reduction's output
     cupy = _backend._cupy
 
     def run(*inputs):
         inputs = [cupy.ascontiguousarray(value) if array else value for value, array in zip(inputs, arrays)]
         outs = [cupy.empty(shape, dtype) for shape, dtype in outputs]
-        _kernels.launch_grid_stride(function, size, group.kernel_arguments(outs, inputs))
+        _kernels.launch_generated(function, group.launch, group.kernel_arguments(outs, inputs))
         return outs
     return run

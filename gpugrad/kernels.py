@@ -2,7 +2,8 @@
 lazily, and launches them.
 
 Only this module knows the kernel folder, the compile options, the C type of each dtype the
-kernels take (float32 and float64) and the grid and block sizes. The CuPy handle comes from the backend's probe at the first launch, never
+kernels take (float32 and float64) and the grid and block sizes of the hand-written kernels (a
+generated kernel's come with its fusion group). The CuPy handle comes from the backend's probe at the first launch, never
 at import time, so importing gpugrad without CuPy (or without a GPU) works and compiles nothing.
 """
 import contextlib
@@ -94,12 +95,13 @@ def compile_source(source):
     return _cupy().RawModule(code=source, options=_OPTIONS, name_expressions=expressions)
 
 
-def launch_grid_stride(function, size, arguments, stream=None):
-    """Launch `function`, a compiled kernel with a grid-stride loop over `size` elements
-    (a generated one: fusion.py), with `arguments`, on `stream` (None: the current one)."""
-    if size:
+def launch_generated(function, launch, arguments, stream=None):
+    """Launch `function`, a generated kernel (fusion.py), on `launch` = (blocks, threads a
+    block), as its group gives it, with `arguments`, on `stream` (None: the current one)."""
+    blocks, block = launch
+    if blocks:
         with _on(stream):
-            function((_grid(size),), (_BLOCK,), arguments)
+            function((blocks,), (block,), arguments)
 
 
 @functools.cache

@@ -432,7 +432,11 @@ def test_sort_errors(call, error, text):
 def test_erf_matches_the_c_library():
     x = np.array([-np.inf, -3.0, -0.5, -0.0, 0.0, 1e-300, 0.3, 2.0, 6.0, np.inf, np.nan])
     got = gg.erf(x).numpy()
-    np.testing.assert_array_equal(got[:-1], [math.erf(v) for v in x[:-1]])
+    want = np.array([math.erf(v) for v in x[:-1]])
+    if str(gg.get_default_device()).startswith("cpu"):
+        np.testing.assert_array_equal(got[:-1], want)
+    else:  # CUDA's erf is within 2 ulps of the correctly rounded value
+        assert np.all(np.abs(got[:-1] - want) <= 2 * np.spacing(np.abs(want))), (got, want)
     assert np.isnan(got[-1]) and np.signbit(got[3])
     assert gg.erf(gg.constant([0.5])).dtype == np.float32 and gg.erf(gg.constant([1])).dtype == np.float64
     np.testing.assert_allclose(grad_of(gg.erf, [0.0, 1.0]), 2 / np.sqrt(np.pi) * np.exp(-np.array([0.0, 1.0])),

@@ -1,5 +1,6 @@
 """gg.function: a step captured once and replayed gives the eager results, bit for bit (training
-steps with every optimizer feature that must stay live), takes new argument values, returns
+steps with every optimizer feature that must stay live; the step compiler's fused CUDA kernels
+within a few float32 ulps a step), takes new argument values, returns
 fresh results, falls back to eager with one warning where a capture would freeze a value, and
 keeps nothing of the capture call alive that it does not need."""
 import gc
@@ -53,18 +54,28 @@ def _optimizer_replica(make_optimizer):
     return step, model.trainable_variables, optimizer
 
 
-def _assert_same_training(make_replica, batches, steps=STEPS):
-    """Runs `steps` steps eagerly and under gg.function; losses and weights are bit-identical."""
+def _assert_same(got, want, exact, message):
+    if exact:
+        np.testing.assert_array_equal(got, want, err_msg=message)
+    else:  # a few float32 ulps a step, which 50 steps of training do not blow up
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=message)
+
+
+def _assert_same_training(make_replica, batches, steps=STEPS, compile=True):
+    """Runs `steps` steps eagerly and under gg.function; losses and weights are bit-identical,
+    but for the step compiler on CUDA: its fused kernels sum in double and use CUDA's math
+    library, so float32 results are within a few ulps a step."""
     eager_step, eager_vars, eager_state = make_replica()
     step, variables, state = make_replica()
-    fn = gg.function(step)
+    fn = gg.function(step, compile=compile)
+    exact = not compile or str(gg.get_default_device()).startswith("cpu")
     for i in range(steps):
         x, y = batches[i % len(batches)]
         want, got = eager_step(x, y), fn(x, y)
         assert type(got) is gg.Tensor
-        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=f"loss of step {i}")
+        _assert_same(got.numpy(), want.numpy(), exact, f"loss of step {i}")
         for a, b in zip(variables, eager_vars):
-            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"{a.name} after step {i}")
+            _assert_same(a.numpy(), b.numpy(), exact, f"{a.name} after step {i}")
     assert len(fn._plans) == 1  # one capture, then replays
     return fn, state, eager_state
 
@@ -86,16 +97,19 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.parametrize("compile", [True, False], ids=["compiled", "plain"])
 @pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
-def test_training_step_replays_bit_identical_to_eager(make_optimizer, device, rng):
-    _, optimizer, eager_optimizer = _assert_same_training(lambda: _optimizer_replica(make_optimizer), _batches(rng))
+def test_training_step_replays_bit_identical_to_eager(make_optimizer, compile, device, rng):
+    _, optimizer, eager_optimizer = _assert_same_training(lambda: _optimizer_replica(make_optimizer), _batches(rng),
+                                                          compile=compile)
+    exact = not compile or str(device).startswith("cpu")
     assert optimizer.iterations == eager_optimizer.iterations == STEPS
     assert optimizer.learning_rate == eager_optimizer.learning_rate
     for var, eager_var in zip(optimizer.variables, eager_optimizer.variables):
         slots, eager_slots = optimizer.slots(var), eager_optimizer.slots(eager_var)
         assert list(slots) == list(eager_slots)
         for (name, slot), eager_slot in zip(slots.items(), eager_slots.values()):
-            np.testing.assert_array_equal(slot.numpy(), eager_slot.numpy(), err_msg=f"slot {name} of {var.name}")
+            _assert_same(slot.numpy(), eager_slot.numpy(), exact, f"slot {name} of {var.name}")
 
 
 def test_hand_written_assign_sub_step_replays_bit_identical_to_eager(device, rng):

@@ -607,7 +607,7 @@ def test_groups_agree_with_the_forwards(name, programs, host):
 def test_reductions_join_the_group_that_feeds_them(programs):
     """Each reduction program is one group: the elementwise members and the reduction, whose
     output is the group's only one (the elementwise result is scratch, no buffer of the
-    schedule); one thread an output element."""
+    schedule); one block of threads an output element."""
     for name in _reduction_programs():
         program, _ = programs[name]
         (group,) = fusion.find_groups(program)
@@ -618,6 +618,9 @@ def test_reductions_join_the_group_that_feeds_them(programs):
         assert group.shape == program.avals[reduction.inputs[0]][0] and group.size == math.prod(group.shape)
         assert group.threads == math.prod(program.avals[reduction.output][0])
         assert group.extent * group.threads == group.size
+        # one block an output element, of the power of two at least the reduced count (32 to 256 threads)
+        assert group.lanes == min(256, max(32, 2 ** math.ceil(math.log2(group.extent))))
+        assert group.launch == (group.threads, group.lanes) and group.lanes >= 32
         assert reduction.inputs[0] in [slot for slot, _, _ in group.scratch]
         assert [role for role, _, _ in group.parameters] == ["output", "input", "input", "input", "number"]
         assert [u.indices for u in fusion.schedule(program)] == [group.indices]
