@@ -46,22 +46,24 @@ added). The rule may cross steps of other kinds (a matmul that neither feeds nor
 group), but never an effect.
 
 Reductions. A reduce_sum or reduce_mean step joins a group, once the grouping above is
-done, when
-  1. its input is the group's only output (no step outside the group reads any other member
-     result) and no other step reads that input, nor does the program return it: the group's
-     kernel then computes the reduction's output instead of materialising the elementwise
-     result, which needs no buffer any more;
+done (the first such step in program order, one a group), when
+  1. its input is one of the group's results: the group's kernel computes the reduction's
+     output, and writes the elementwise results that other steps read (or the program
+     returns) as it meets them; a member result that only the reduction reads needs no
+     buffer any more;
   2. that input is float32 or float64 (the reduction's output has its dtype);
-  3. it reduces at most MAX_REDUCED (65,536) elements into each output element, so that no
-     block's threads loop over millions of elements; a larger reduction stays a separate step;
-  4. no step run for its effect lies between the group's first member and it (the group now
-     runs at the reduction: rule 2 above), and its own result is read.
-A group whose other outputs are read elsewhere keeps its reduction a separate step: its
-kernel writes elementwise results only. The kernel of a group with a reduction gives each
+  3. it reduces at most MAX_REDUCED (4,096) elements into each output element, so that a
+     thread sums at most 16; a larger reduction stays a separate step (CuPy's reduction, or
+     on CUDA the bias-gradient kernel for column sums of a matrix, which split long columns
+     over many blocks);
+  4. no step run for its effect lies between the group's first member and it, and no step
+     before it outside the group reads one of the group's results (the group now runs at
+     the reduction: rule 2 above, and the schedule's validity); its own result is read.
+The kernel of a group with a reduction gives each
 output element one block of `lanes` threads (the power of two at least the reduced count,
 between 32 and MAX_LANES; a grid-stride loop over the output elements, `threads`). Lane t
-sums the reduced elements t, t + lanes, t + 2 lanes, ... in C order, recomputing the
-elementwise members for each (nothing else reads them), in double; the lanes' sums are added
+sums the reduced elements t, t + lanes, t + 2 lanes, ... in C order, computing the
+elementwise members for each, in double; the lanes' sums are added
 in a fixed tree (lane t takes lane t + s's, for s = lanes / 2, ..., 1) and the total rounded
 once to the output type (a mean divides it by the count in double first). The order is
 fixed, so the result is deterministic, and the host loop adds the same sums in the same tree:
@@ -99,7 +101,7 @@ from . import lowering as _lowering
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
 HEADER = "expressions.cuh"
 REDUCTIONS = ("reduce_sum", "reduce_mean")  # the reductions that may join a group
-MAX_REDUCED = 2**16  # the most elements a fused reduction sums into one output element (one block's work)
+MAX_REDUCED = 4096  # the most elements a fused reduction sums into one output element (16 a thread at most)
 MAX_LANES = 256  # the most threads of the block that reduces one output element
 ELEMENTWISE_BLOCK = 256  # threads a block of an elementwise group's kernel
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
@@ -209,10 +211,10 @@ def find_groups(program):
     groups = []
     for members in unique:
         group = Group(program, members)
-        if len(group.outputs) == 1:
-            reads = readers.get(group.outputs[0], ())
-            if len(reads) == 1 and reads[0] < len(steps) and reduction_joins(program, group, reads[0]):
-                group = Group(program, members + [reads[0]])
+        for index in sorted({r for slot in group.outputs for r in readers.get(slot, ()) if r < len(steps)}):
+            if reduction_joins(program, group, index):
+                group = Group(program, members + [index])
+                break
         groups.append(group)
     return sorted(groups, key=lambda g: g.position)
 
@@ -227,19 +229,18 @@ def _reduced_axes(shape, axis):
 
 def reduction_joins(program, group, index):
     """Whether the reduction step at `index` joins `group` (see "Reductions" in the module
-    docstring): a reduce_sum or reduce_mean of float32 or float64 whose input is the group's
-    only output, read by no other step and not returned, its own result read (a dead
-    reduction stays out), reducing at most MAX_REDUCED
-    elements into each output element, with no step run for its effect between the group's
-    first member and it."""
+    docstring): a reduce_sum or reduce_mean of float32 or float64 whose input is one of the
+    group's outputs, its own result read (a dead reduction stays out), reducing at most
+    MAX_REDUCED elements into each output element, with no step run for its effect between
+    the group's first member and it, nor any reader of the group's other results."""
     step = program.steps[index]
     if not _is_reduction(step) or group.reduction is not None or len(step.inputs) != 1:
         return False
     (slot,) = step.inputs
-    if group.outputs != (slot,) or step.output is None or not program.is_array(step.output):
+    if slot not in group.outputs or step.output is None or not program.is_array(step.output):
         return False
     readers = program.consumers()
-    if readers.get(slot, ()) != [index] or not readers.get(step.output):
+    if not readers.get(step.output):
         return False
     shape, dtype = program.avals[slot]
     if dtype not in _FLOATS or program.avals[step.output][1] != dtype:
@@ -253,6 +254,8 @@ def reduction_joins(program, group, index):
         return False
     if math.prod(shape[a] for a in axes) > MAX_REDUCED:
         return False
+    if any(r < index and r not in group.indices for out in group.outputs for r in readers.get(out, ())):
+        return False  # a step between the group and the reduction reads one of its results
     return all(program.steps[k].output is not None for k in range(group.indices[0], index))
 
 
@@ -434,8 +437,9 @@ class Group:
                 f'#include "{HEADER}"', ""]
 
     def _reduction_source(self, lines, names, declarations):
-        """With a reduction: `@NAME@_value(i, inputs)`, the reduction's input at element i of
-        the iteration space (the elementwise members recomputed); `@NAME@_lane(o, t, inputs)`,
+        """With a reduction: `@NAME@_value(i, outputs, inputs)`, the reduction's input at
+        element i of the iteration space (the elementwise members computed, and those read
+        elsewhere written to their outputs: each element is met once); `@NAME@_lane(o, t, ...)`,
         lane t's share of output element o: its reduced elements t, t + lanes, ... in C order,
         summed in double; the kernel, one block of `lanes` threads an output element, adds the
         lanes' shares in a fixed tree and rounds once to the output type (a mean divides in
@@ -443,7 +447,11 @@ class Group:
         reduction = self.reduction
         slot = reduction.inputs[0]
         ctype = _dispatch.c_type(self.avals[slot][1])
-        inputs = [d for d in declarations if not d.split(" ")[-1].startswith("out")]
+        result = f"out{self.outputs.index(reduction.output)}"
+        for k, out in enumerate(self.outputs):  # the elementwise results read elsewhere, written as they are met
+            if out != reduction.output:
+                lines.append(f"    out{k}[i] = {names[out]};")
+        inputs = [d for d in declarations if d.split(" ")[-1] != result]
         value_signature = ", ".join(inputs)
         value_arguments = ", ".join(d.rsplit(" ", 1)[1] for d in inputs)
         signature = ", ".join(declarations)
@@ -454,7 +462,7 @@ class Group:
         total = "lanes[0]" if reduction.op.name == "reduce_sum" else f"lanes[0] / (double){self.extent}LL"
         share = f"@NAME@_lane(o, {{t}}{', ' if value_arguments else ''}{value_arguments})"
         # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
-        store = f"out0[o] = gg_cast<{out_type}>({total});"
+        store = f"{result}[o] = gg_cast<{out_type}>({total});"
         tree = "for (int s = {lanes} / 2; s > 0; s >>= 1)".format(lanes=self.lanes)
         return "\n".join([
             *self._header(),

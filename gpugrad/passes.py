@@ -6,6 +6,8 @@ builds a new program and leaves its input as it was.
 - `simplify_matmuls`: 2-D matmuls with a dimension of 1 become multiply (and reduce_sum)
   steps, elementwise and reduction primitives that a fusing compiler merges with their
   neighbours, where a matmul would be a separate library call.
+- `simplify_reductions`: sums and means over axes of extent 1 become reshapes, and a total
+  of a reshape reads the array before it.
 - `eliminate_dead_code`: steps whose results nothing uses, unless they have side effects,
   and constants no step reads.
 
@@ -213,18 +215,80 @@ def simplify_matmuls(program):
 
 
 # ---------------------------------------------------------------------------------------
+# Degenerate reductions
+
+def _rewrite_reduction(step, program, build, reshaped):
+    """Append the steps replacing the reduction `step` to `build` and return True, or return
+    False (appending nothing) when simplify_reductions leaves it as it is. `reshaped` maps
+    the output slot of each reshape seen so far to the slot it reshapes."""
+    if step.name not in ("reduce_sum", "reduce_mean") or step.op is None or step.output is None:
+        return False
+    params = step.params or {}
+    if set(params) - {"axis", "keepdims"} or len(step.inputs) != 1 or not program.is_array(step.inputs[0]):
+        return False
+    (slot,) = step.inputs
+    (shape, dtype), out_aval = program.avals[slot], program.avals[step.output]
+    if dtype.kind != "f" or out_aval[1] != dtype:
+        return False
+    axis, keepdims = params.get("axis"), params.get("keepdims")
+    axes = tuple(range(len(shape))) if axis is None else axis
+    if type(axes) is not tuple:
+        return False
+    if all(shape[a] == 1 for a in axes):  # one element each: the sum and the mean are the element
+        build.reshape(slot, tuple(out_aval[0]), step.output)
+        return True
+    source = reshaped.get(slot)
+    if source is not None and len(axes) == len(shape) and not keepdims:  # a total ignores the shape
+        build.emit(step.name, (source,), {"axis": None, "keepdims": False}, out_aval, step.output)
+        return True
+    return False
+
+
+def simplify_reductions(program):
+    """`program` with degenerate float sums and means rewritten:
+
+    - a reduction whose reduced axes all have extent 1 (or none at all) is a reshape: each
+      output element is the one element it reduces (a mean divides it by 1);
+    - a total (every axis, keepdims False) of a reshaped array reduces the array before
+      the reshape, which has the same elements in the same order: so a fusing compiler
+      finds the reduction beside the step that computes them.
+
+    Both keep each result's value (NumPy and CuPy sum a C-ordered array the same way
+    whatever its shape), bit for bit but for the sign of a zero: a reshaped -0.0 stays
+    -0.0 where a sum starting from +0.0 gives +0.0 (the two compare equal). The reshapes
+    a rewrite leaves unread go with dead-code elimination. The new step writes the reduction's own output slot. A total reads around
+    a reshape only when no step run for its effect lies between them.
+    """
+    result = _copy(program)
+    steps, reshaped = [], {}
+    build = _Builder(result, steps)
+    for step in program.steps:
+        if has_effect(step):
+            reshaped.clear()  # a reduction after an effect reads the reshape it sees, not what was before
+            steps.append(step)
+            continue
+        if not _rewrite_reduction(step, result, build, reshaped):
+            steps.append(step)
+        last = steps[-1] if steps else None
+        if last is not None and last.name == "reshape" and last.op is not None and not has_effect(last):
+            reshaped[last.output] = last.inputs[0]  # the program's reshapes and the rewrites
+    return result.with_steps(steps)
+
+
+# ---------------------------------------------------------------------------------------
 # The pipeline
 
 # The passes `default_pipeline` runs, in order: fold first, so that a matmul of constants
-# becomes the constant its replay would compute; simplify the remaining matmuls; fold
-# again, for the reshapes of constant operands the rewrites add; then drop what the
-# folds left unread.
-PASSES = (fold_constants, simplify_matmuls, fold_constants, eliminate_dead_code)
+# becomes the constant its replay would compute; simplify the remaining matmuls, then the
+# reductions (theirs included); fold again, for the reshapes of constant operands the
+# rewrites add; then drop what the folds and rewrites left unread.
+PASSES = (fold_constants, simplify_matmuls, simplify_reductions, fold_constants, eliminate_dead_code)
 
 
 def default_pipeline(program, passes=PASSES):
     """`program` after each of `passes` (by default PASSES: fold_constants,
-    simplify_matmuls, fold_constants again, eliminate_dead_code), in order."""
+    simplify_matmuls, simplify_reductions, fold_constants again, eliminate_dead_code), in
+    order."""
     for compiler_pass in passes:
         program = compiler_pass(program)
     return program

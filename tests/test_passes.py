@@ -1,5 +1,5 @@
 """The compiler passes of gpugrad/passes.py: dead code elimination, constant folding and the
-rewrite of degenerate matmuls, on small programs built by hand and on the traced two-layer
+rewrites of degenerate matmuls and reductions, on small programs built by hand and on the traced two-layer
 regression step; each compares `evaluate` before and after (bit for bit, or to rounding for
 the reductions that replace a matmul)."""
 import numpy as np
@@ -402,12 +402,99 @@ def test_the_regression_step_loses_its_matmuls(traced):
 
 
 # ---------------------------------------------------------------------------------------
+# simplify_reductions
+
+@pytest.mark.parametrize("name", ["reduce_sum", "reduce_mean"])
+@pytest.mark.parametrize("shape, axis, keepdims, out_shape", [
+    ((5, 1), (1,), False, (5,)),
+    ((5, 1), (1,), True, (5, 1)),
+    ((1, 1), None, False, ()),
+    ((1, 4, 1), (0, 2), True, (1, 4, 1)),
+    ((3, 4), (), False, (3, 4)),
+])
+def test_reductions_over_axes_of_one_element_become_reshapes(name, shape, axis, keepdims, out_shape):
+    x = np.array([-0.0, 1.5, -2.25, 3e-39, np.inf, np.nan, 7.0, -1.0, 2.0, 0.5, 0.25, 1.0], np.float32)
+    x = x[:int(np.prod(shape))].reshape(shape)
+    program = make_program([x, computed(out_shape)], [op_step(name, (0,), 1, axis=axis, keepdims=keepdims)],
+                           args=(0,), outputs=(1,))
+    after = passes.simplify_reductions(program)
+    assert names(after) == ["reshape"] and after.steps[0].output == 1 and after.steps[0].params == {"shape": out_shape}
+    (got,), (want,) = evaluate(after, x), evaluate(program, x)
+    # the sum starts from +0.0: the reshape keeps -0.0, the one difference
+    assert np.signbit(got.flat[0]) and not np.signbit(want.flat[0])
+    got = got + np.float32(0.0)
+    assert_same_bits(got, want)
+
+
+def test_a_total_of_a_reshape_reads_the_array_before_it():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 1)).astype(np.float32)
+    values = [x, computed((300,)), computed(())]
+    steps = [op_step("reshape", (0,), 1, shape=(300,)), op_step("reduce_mean", (1,), 2, axis=None, keepdims=False)]
+    program = make_program(values, steps, args=(0,), outputs=(2,))
+    after = passes.simplify_reductions(program)
+    assert names(after) == ["reshape", "reduce_mean"] and after.steps[1].inputs == (0,)
+    assert after.steps[1].params == {"axis": None, "keepdims": False}
+    assert_same_bits(evaluate(after, x)[0], evaluate(program, x)[0])
+    assert names(passes.eliminate_dead_code(after)) == ["reduce_mean"]
+
+
+def test_reductions_that_are_not_degenerate_stay():
+    x = np.ones((3, 4), np.float32)
+    cases = [  # (values, steps): sums over a real axis, a partial sum of a reshape, keepdims, an integer sum
+        ([x, computed((3,))], [op_step("reduce_sum", (0,), 1, axis=(1,), keepdims=False)]),
+        ([x, computed((12,)), computed((1,))], [op_step("reshape", (0,), 1, shape=(12,)),
+                                                op_step("reduce_sum", (1,), 2, axis=(0,), keepdims=True)]),
+        ([x, computed((4, 3)), computed((1, 1))], [op_step("reshape", (0,), 1, shape=(4, 3)),
+                                                   op_step("reduce_sum", (1,), 2, axis=None, keepdims=True)]),
+        ([np.ones((3, 1), np.int32), computed((3,), np.int64)],
+         [op_step("reduce_sum", (0,), 1, axis=(1,), keepdims=False)]),
+    ]
+    for values, steps in cases:
+        program = make_program(values, steps, args=(0,), outputs=(steps[-1].output,))
+        after = passes.simplify_reductions(program)
+        assert after.steps == program.steps, names(program)
+
+
+def test_a_total_after_an_effect_reads_the_reshape():
+    x = np.ones((4, 1), np.float32)
+    v = np.zeros((4, 1), np.float32)
+    assign = Step("assign", "update", lambda variable, value: np.copyto(variable, value), None, (1, 0), None,
+                  True, None)
+    values = [x, v, computed((4,)), computed(())]
+    steps = [op_step("reshape", (1,), 2, shape=(4,)), assign,
+             op_step("reduce_sum", (2,), 3, axis=None, keepdims=False)]
+    program = make_program(values, steps, args=(0,), outputs=(3,), variables={1})
+    assert passes.simplify_reductions(program).steps == program.steps
+
+
+def test_the_tutorials_loss_total_reads_the_squares():
+    """The tutorials' loss, reduce_mean(reduce_sum(square(y - prediction), axis=1)) on a column
+    of predictions, sums over one element: after the pass that is a reshape, and the mean
+    reads the squares (so a fusing compiler puts it in their kernel); the same loss."""
+    rng = np.random.default_rng(4)
+    y, prediction = (gg.constant(rng.standard_normal((50, 1)).astype(np.float32)) for _ in range(2))
+
+    @gg.function(compile=False)
+    def loss(y, prediction):
+        return gg.reduce_mean(gg.reduce_sum(gg.square(y - prediction), axis=1))
+
+    program = program_of(loss, y, prediction)
+    after = passes.eliminate_dead_code(passes.simplify_reductions(program))
+    squares = next(step for step in program.steps if step.name == "square")
+    assert names(after) == ["subtract", "square", "reduce_mean"]
+    assert after.steps[-1].inputs == (squares.output,)
+    assert_same_bits(evaluate(after, y.numpy(), prediction.numpy())[0],
+                     evaluate(program, y.numpy(), prediction.numpy())[0])
+
+
+# ---------------------------------------------------------------------------------------
 # The pipeline
 
 def test_the_default_pipeline_runs_the_passes_in_order(traced):
     program, inputs, dtype = traced
     assert passes.PASSES[0] is passes.fold_constants and passes.PASSES[-1] is passes.eliminate_dead_code
-    assert passes.simplify_matmuls in passes.PASSES
+    assert passes.simplify_matmuls in passes.PASSES and passes.simplify_reductions in passes.PASSES
     before = snapshot(program)
     after = passes.default_pipeline(program)
     assert unchanged(program, before)
