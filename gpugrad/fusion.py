@@ -2,8 +2,9 @@
 
 `find_groups(program)` partitions the elementwise steps of a Program (program.py) that have
 a scalar expression (`op.expression`, dispatch.Expression) into fusion groups; `schedule`
-puts the groups and the other steps in an order a lowering can run. A reduce_sum or
-reduce_mean fed by a group may join it (see "Reductions" below). Each `Group` gives:
+puts the groups and the other steps in an order a lowering can run. The reduce_sum and
+reduce_mean steps fed by a group may join it (see "Reductions" below), and groups over one
+iteration space may merge into one kernel ("Siblings"). Each `Group` gives:
 
 - `cuda_source()`: one CUDA kernel computing all of the group's outputs in a single
   grid-stride pass over its iteration space, each member's expression rendered into a local
@@ -45,34 +46,45 @@ its readers up to the new position, and no processed step lies after the step be
 added). The rule may cross steps of other kinds (a matmul that neither feeds nor reads the
 group), but never an effect.
 
-Reductions. A reduce_sum or reduce_mean step joins a group, once the grouping above is
-done (the first such step in program order, one a group), when
-  1. its input is one of the group's results: the group's kernel computes the reduction's
-     output, and writes the elementwise results that other steps read (or the program
-     returns) as it meets them; a member result that only the reduction reads needs no
-     buffer any more;
+Reductions. Once the grouping above is done, the reduce_sum and reduce_mean steps reading a
+group's results join it, tried in program order (MAX_REDUCTIONS at most), each when
+  1. its input is an elementwise result of the group: the group's kernel computes the
+     reduction's output, and writes the elementwise results that other steps read (or the
+     program returns) as it meets them; a member result that only reductions read needs
+     no buffer any more;
   2. that input is float32 or float64 (the reduction's output has its dtype);
   3. it reduces at most MAX_REDUCED (4,096) elements into each output element, so that a
      thread sums at most 16; a larger reduction stays a separate step (CuPy's reduction, or
      on CUDA the bias-gradient kernel for column sums of a matrix, which split long columns
      over many blocks);
-  4. no step run for its effect lies between the group's first member and it, and no step
-     before it outside the group reads one of the group's results (the group now runs at
-     the reduction: rule 2 above, and the schedule's validity); its own result is read.
-The kernel of a group with a reduction gives each
+  4. it visits the iteration space as the group's other reductions do (the same layout:
+     which elements each output element sums, in which order);
+  5. the group with it may run at its last member (rule 2 above, and the schedule's
+     validity): no step run for its effect lies between the first member and the last, and
+     no step outside the group reads one of its results (the reduction's included) before
+     the last member; and its own result is read.
+
+Siblings. Then each group, by position, merges into the first earlier group that it may
+share a kernel with: one of the same iteration shape, whose reductions (if both have some)
+have its layout, neither reading a reduction result of the other (an elementwise member
+needs its own element only), where the merged group may run at its last member (rule 5).
+Groups reading the same inputs then read them once, and a step's backward groups share one
+kernel with their reductions (the bias and weight gradients of a layer).
+
+The kernel of a group with reductions gives each
 output element one block of `lanes` threads (the power of two at least the reduced count,
 between 32 and MAX_LANES; a grid-stride loop over the output elements, `threads`). Lane t
-sums the reduced elements t, t + lanes, t + 2 lanes, ... in C order, computing the
-elementwise members for each, in double; the lanes' sums are added
-in a fixed tree (lane t takes lane t + s's, for s = lanes / 2, ..., 1) and the total rounded
-once to the output type (a mean divides it by the count in double first). The order is
+visits the reduced elements t, t + lanes, t + 2 lanes, ... in C order, computing the
+elementwise members for each and summing each reduction's input in double; the lanes' sums are added
+in a fixed tree (lane t takes lane t + s's, for s = lanes / 2, ..., 1) and each total rounded
+once to its output type (a mean divides it by the count in double first). The order is
 fixed, so the result is deterministic, and the host loop adds the same sums in the same tree:
 the host build gives the device's bits. A float32 result is the double sum rounded once, at
 least as accurate as NumPy's float32 pairwise sum (on terms that do not cancel, the exact sum
 within an ulp); a float64 one errs by at most (n / lanes + log2(lanes)) u sum|x| for n terms
 (u the unit roundoff), no more than an in-order sum's (n - 1) u sum|x|. Either stays within
 (n + 2) eps sum|x| of the forward (tests/test_fusion.py checks that bound). `run_numpy` runs
-the reduction's planned form (lowering.INTO), bit for bit its forward.
+the reductions' planned forms (lowering.INTO), bit for bit their forwards.
 
 Kernels. Inputs and outputs are C-contiguous arrays of their own shapes (a launcher makes
 inputs contiguous); the shapes, hence every broadcast index, are baked in as constants (a
@@ -103,6 +115,7 @@ HEADER = "expressions.cuh"
 REDUCTIONS = ("reduce_sum", "reduce_mean")  # the reductions that may join a group
 MAX_REDUCED = 4096  # the most elements a fused reduction sums into one output element (16 a thread at most)
 MAX_LANES = 256  # the most threads of the block that reduces one output element
+MAX_REDUCTIONS = 8  # the most reductions one kernel computes (each a double a lane in shared memory)
 ELEMENTWISE_BLOCK = 256  # threads a block of an elementwise group's kernel
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
 
@@ -208,15 +221,8 @@ def find_groups(program):
         for m in members:
             group_of[m] = members
     unique = {id(members): members for members in group_of.values()}.values()
-    groups = []
-    for members in unique:
-        group = Group(program, members)
-        for index in sorted({r for slot in group.outputs for r in readers.get(slot, ()) if r < len(steps)}):
-            if reduction_joins(program, group, index):
-                group = Group(program, members + [index])
-                break
-        groups.append(group)
-    return sorted(groups, key=lambda g: g.position)
+    groups = [_with_reductions(program, Group(program, members), readers) for members in unique]
+    return _merged(program, sorted(groups, key=lambda g: g.position), readers)
 
 
 def _is_reduction(step):
@@ -227,17 +233,38 @@ def _reduced_axes(shape, axis):
     return tuple(range(len(shape))) if axis is None else tuple(axis)
 
 
+def _layout(shape, axes):
+    """How a reduction over `axes` of an array of `shape` visits it: the C expressions of the
+    offset of output element o's first element, and of the r-th element it reduces from there,
+    with the output and reduced counts. Two reductions with one layout share a kernel."""
+    strides = [math.prod(shape[k + 1:]) for k in range(len(shape))]
+    kept = [(n, s) for k, (n, s) in enumerate(zip(shape, strides)) if k not in axes]
+    reduced = [(n, s) for k, (n, s) in enumerate(zip(shape, strides)) if k in axes]
+    return _strided(kept, "o"), _strided(reduced, "r"), math.prod(n for n, _ in kept), math.prod(n for n, _ in reduced)
+
+
+def _valid(program, members, readers):
+    """Whether the steps `members` may run together where the last of them stands: no step
+    outside them reads one of their results before that, and no step run for its effect
+    lies between the first of them and the last (it would see, or miss, their work)."""
+    position = max(members)
+    for m in members:
+        if any(r <= position and r not in members for r in readers.get(program.steps[m].output, ())):
+            return False
+    return all(program.steps[k].output is not None for k in range(min(members), position))
+
+
 def reduction_joins(program, group, index):
     """Whether the reduction step at `index` joins `group` (see "Reductions" in the module
-    docstring): a reduce_sum or reduce_mean of float32 or float64 whose input is one of the
-    group's outputs, its own result read (a dead reduction stays out), reducing at most
-    MAX_REDUCED elements into each output element, with no step run for its effect between
-    the group's first member and it, nor any reader of the group's other results."""
+    docstring): a reduce_sum or reduce_mean of float32 or float64 reading an elementwise
+    result of the group, its own result read (a dead reduction stays out), reducing at most
+    MAX_REDUCED elements into each output element, with the layout of the group's other
+    reductions, where the group with it may run at the last member (`_valid`)."""
     step = program.steps[index]
-    if not _is_reduction(step) or group.reduction is not None or len(step.inputs) != 1:
+    if not _is_reduction(step) or len(step.inputs) != 1 or len(group.reductions) == MAX_REDUCTIONS:
         return False
     (slot,) = step.inputs
-    if slot not in group.outputs or step.output is None or not program.is_array(step.output):
+    if slot not in {s.output for s in group.elementwise} or step.output is None or not program.is_array(step.output):
         return False
     readers = program.consumers()
     if not readers.get(step.output):
@@ -252,11 +279,47 @@ def reduction_joins(program, group, index):
     axes = _reduced_axes(shape, axis)
     if any(type(a) is not int or not 0 <= a < len(shape) for a in axes) or len(set(axes)) != len(axes):
         return False
-    if math.prod(shape[a] for a in axes) > MAX_REDUCED:
+    layout = _layout(shape, axes)
+    if layout[3] > MAX_REDUCED or (group.reductions and layout != group.layout):
         return False
-    if any(r < index and r not in group.indices for out in group.outputs for r in readers.get(out, ())):
-        return False  # a step between the group and the reduction reads one of its results
-    return all(program.steps[k].output is not None for k in range(group.indices[0], index))
+    return _valid(program, set(group.indices) | {index}, readers)
+
+
+def _with_reductions(program, group, readers):
+    """`group` with the reductions of its results that join it (reduction_joins), tried in
+    program order until none does."""
+    while True:
+        candidates = sorted({r for slot in group.outputs for r in readers.get(slot, ())
+                             if r < len(program.steps) and r not in group.indices})
+        index = next((r for r in candidates if reduction_joins(program, group, r)), None)
+        if index is None:
+            return group
+        group = Group(program, group.indices + (index,))
+
+
+def _merged(program, groups, readers):
+    """`groups` (by position) with each merged into the first earlier one it may share a
+    kernel with (see "Siblings" in the module docstring), by position."""
+    result = []
+    for group in groups:
+        for k, earlier in enumerate(result):
+            if _merge_allowed(program, earlier, group, readers):
+                result[k] = Group(program, earlier.indices + group.indices)
+                break
+        else:
+            result.append(group)
+    return sorted(result, key=lambda g: g.position)
+
+
+def _merge_allowed(program, a, b, readers):
+    if a.shape != b.shape or len(a.reductions) + len(b.reductions) > MAX_REDUCTIONS:
+        return False
+    if a.reductions and b.reductions and a.layout != b.layout:
+        return False
+    reduced = {step.output for step in a.reductions + b.reductions}
+    if any(slot in reduced for step in a.steps + b.steps for slot in step.inputs):
+        return False  # a member reading a reduction's result needs all of it, not its own element
+    return _valid(program, set(a.indices) | set(b.indices), readers)
 
 
 def schedule(program, groups=None):
@@ -273,38 +336,38 @@ def schedule(program, groups=None):
 # Groups
 
 class Group:
-    """Fusable steps of a program that one kernel computes, and maybe the reduction they
-    feed (see the module docstring).
+    """Fusable steps of a program that one kernel computes, and maybe reductions they feed
+    (see the module docstring).
 
-    Attributes: `indices` and `steps` (the members, in program order: the elementwise ones,
-    then the reduction when one joined), `elementwise` (the elementwise members),
-    `reduction` (the reduce_sum or reduce_mean step that joined, or None), `position` (the
-    index of the last member, where the group runs), `shape` (the iteration shape, that of
-    every elementwise member's output, so of the reduction's input), `size` (its element
-    count), `threads` (the count of the kernel's grid-stride loop: `size`, or with a
-    reduction the element count of its output, one block an output element), `lanes` (with
-    a reduction, the threads of the block reducing one output element; 1 without),
-    `launch` ((blocks, threads a block): the grid that gives every thread or block one
-    element or output element), `extent` (the
-    elements reduced into each output element; 1 without a reduction), `inputs` (the slots
-    the members read that no member computes, in order of first read: arrays, number
-    constants and number arguments), `outputs` (the member outputs read after the group or
-    returned by the program, in program order: with a reduction, at most its output),
-    `output_avals` ((shape, dtype) of each output: the iteration shape, or the reduction's
+    Attributes: `indices` and `steps` (the members, in program order), `elementwise` (the
+    elementwise members), `reductions` (the reduce_sum and reduce_mean members, maybe
+    none), `position` (the index of the last member, where the group runs), `shape` (the
+    iteration shape, that of every elementwise member's output, so of each reduction's
+    input), `size` (its element count), `layout` (with reductions, their layout: the C
+    expressions of the offset of output element o's first element and of its r-th reduced
+    element from there, the output count and the reduced count; None without), `threads`
+    (the count of the kernel's grid-stride loop: `size`, or with reductions the element
+    count of their outputs, one block an output element), `lanes` (with reductions, the
+    threads of the block reducing one output element; 1 without), `launch` ((blocks,
+    threads a block): the grid that gives every thread or block one element or output
+    element), `extent` (the elements reduced into each output element; 1 without
+    reductions), `inputs` (the slots the members read that no member computes, in order of
+    first read: arrays, number constants and number arguments), `outputs` (the member
+    outputs read after the group or returned by the program, in program order),
+    `output_avals` ((shape, dtype) of each output: the iteration shape, or a reduction's
     output shape), `scratch` ((slot, shape, dtype) of every other elementwise member output:
-    the intermediates run_numpy needs buffers for, the reduction's input included),
-    `avals` (slot -> aval for every slot the group touches), `constants` (number constant
-    inputs: slot -> value, baked into the kernel), `parameters` (the kernel's parameters in
-    order: (role, slot, C type) with role "output", "input" or "number"). A group none of
-    whose results is read has no outputs (dead code, which a pass before this one may
-    remove)."""
+    the intermediates run_numpy needs buffers for), `avals` (slot -> aval for every slot
+    the group touches), `constants` (number constant inputs: slot -> value, baked into the
+    kernel), `parameters` (the kernel's parameters in order: (role, slot, C type) with role
+    "output", "input" or "number"). A group none of whose results is read has no outputs
+    (dead code, which a pass before this one may remove)."""
 
     def __init__(self, program, indices):
-        self.indices = tuple(indices)
+        self.indices = tuple(sorted(indices))
         self.steps = tuple(program.steps[i] for i in self.indices)
         self.position = self.indices[-1]
-        self.reduction = self.steps[-1] if _is_reduction(self.steps[-1]) else None
-        self.elementwise = self.steps[:-1] if self.reduction is not None else self.steps
+        self.reductions = tuple(step for step in self.steps if _is_reduction(step))
+        self.elementwise = tuple(step for step in self.steps if not _is_reduction(step))
         computed = {step.output for step in self.steps}
         self.shape = tuple(program.avals[self.elementwise[0].output][0])
         self.size = math.prod(self.shape)
@@ -317,16 +380,13 @@ class Group:
         self.output_avals = tuple((tuple(self.avals[s][0]), self.avals[s][1]) for s in self.outputs)
         self.scratch = tuple((step.output, self.shape, self.avals[step.output][1]) for step in self.elementwise
                              if step.output not in self.outputs)
-        if self.reduction is None:
-            self.axes, self.extent, self.threads, self.lanes = (), 1, self.size, 1
-        else:
-            self.axes = _reduced_axes(self.shape, self.reduction.params["axis"])
-            self.extent = math.prod(self.shape[a] for a in self.axes)
-            self.threads = math.prod(self.avals[self.reduction.output][0])
-            self.lanes = min(MAX_LANES, max(32, 1 << (self.extent - 1).bit_length()))
-        if self.reduction is None:
+        if not self.reductions:
+            self.layout, self.extent, self.threads, self.lanes = None, 1, self.size, 1
             self.launch = (min(-(-self.size // ELEMENTWISE_BLOCK), 2**31 - 1), ELEMENTWISE_BLOCK)
         else:
+            self.layout = _layout(self.shape, _reduced_axes(self.shape, self.reductions[0].params["axis"]))
+            self.threads, self.extent = self.layout[2:]
+            self.lanes = min(MAX_LANES, max(32, 1 << (self.extent - 1).bit_length()))
             self.launch = (min(self.threads, 2**31 - 1), self.lanes)
         self.constants = {s: program.constants[s] for s in self.inputs
                           if type(self.avals[s]) is not tuple and s in program.constants}
@@ -344,8 +404,7 @@ class Group:
         names = ", ".join(step.name for step in self.elementwise)
         dtypes = "/".join(sorted({str(self.avals[step.output][1]) for step in self.elementwise}))
         title = f"{names} over {dtypes}[{','.join(map(str, self.shape))}]"
-        if self.reduction is not None:
-            r = self.reduction
+        for r in self.reductions:
             title += (f", {r.name}(axis={r.params['axis']!r}, keepdims={r.params['keepdims']!r}) into "
                       f"[{','.join(map(str, self.avals[r.output][0]))}]")
         return title
@@ -404,7 +463,7 @@ class Group:
             names[step.output] = f"v{k}"
         signature = ", ".join(declarations)
         arguments = ", ".join(d.rsplit(" ", 1)[1] for d in declarations)
-        if self.reduction is not None:
+        if self.reductions:
             return self._reduction_source(lines, names, declarations)
         for k, slot in enumerate(self.outputs):
             lines.append(f"    out{k}[i] = {names[slot]};")
@@ -437,74 +496,72 @@ class Group:
                 f'#include "{HEADER}"', ""]
 
     def _reduction_source(self, lines, names, declarations):
-        """With a reduction: `@NAME@_value(i, outputs, inputs)`, the reduction's input at
-        element i of the iteration space (the elementwise members computed, and those read
-        elsewhere written to their outputs: each element is met once); `@NAME@_lane(o, t, ...)`,
-        lane t's share of output element o: its reduced elements t, t + lanes, ... in C order,
-        summed in double; the kernel, one block of `lanes` threads an output element, adds the
-        lanes' shares in a fixed tree and rounds once to the output type (a mean divides in
-        double first). The host loop adds the same shares in the same tree."""
-        reduction = self.reduction
-        slot = reduction.inputs[0]
-        ctype = _dispatch.c_type(self.avals[slot][1])
-        result = f"out{self.outputs.index(reduction.output)}"
-        for k, out in enumerate(self.outputs):  # the elementwise results read elsewhere, written as they are met
-            if out != reduction.output:
-                lines.append(f"    out{k}[i] = {names[out]};")
-        inputs = [d for d in declarations if d.split(" ")[-1] != result]
-        value_signature = ", ".join(inputs)
-        value_arguments = ", ".join(d.rsplit(" ", 1)[1] for d in inputs)
+        """With reductions: `@NAME@_lane(o, t, acc, ...)`, lane t's shares of output element o:
+        for its elements t, t + lanes, ... of the layout, in C order, the elementwise members
+        computed (those read elsewhere written to their outputs: each element is met once)
+        and each reduction's input added to its acc[k] in double; the kernel, one block of
+        `lanes` threads an output element, adds the lanes' shares in a fixed tree and rounds
+        each total once to its output type (a mean divides in double first). The host loop
+        adds the same shares in the same tree."""
+        reduced = {step.output for step in self.reductions}
+        results = {step.output: f"out{self.outputs.index(step.output)}" for step in self.reductions}
+        writes = [f"    out{k}[i] = {names[out]};" for k, out in enumerate(self.outputs) if out not in reduced]
+        count = len(self.reductions)
+        sums = [f"    acc[{k}] += widened({names[step.inputs[0]]});" for k, step in enumerate(self.reductions)]
+        lane_declarations = [d for d in declarations if d.split(" ")[-1] not in results.values()]
+        lane_signature = ", ".join(["double* acc", *lane_declarations])
+        lane_arguments = ", ".join(["acc", *(d.rsplit(" ", 1)[1] for d in lane_declarations)])
         signature = ", ".join(declarations)
-        strides = [math.prod(self.shape[k + 1:]) for k in range(len(self.shape))]
-        kept = [(n, s) for k, (n, s) in enumerate(zip(self.shape, strides)) if k not in self.axes]
-        reduced = [(n, s) for k, (n, s) in enumerate(zip(self.shape, strides)) if k in self.axes]
-        out_type = _dispatch.c_type(self.avals[reduction.output][1])
-        total = "lanes[0]" if reduction.op.name == "reduce_sum" else f"lanes[0] / (double){self.extent}LL"
-        share = f"@NAME@_lane(o, {{t}}{', ' if value_arguments else ''}{value_arguments})"
-        # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
-        store = f"{result}[o] = gg_cast<{out_type}>({total});"
-        tree = "for (int s = {lanes} / 2; s > 0; s >>= 1)".format(lanes=self.lanes)
+        base, offset = self.layout[:2]
+        stores = []
+        for k, step in enumerate(self.reductions):
+            total = f"lanes[{k}][0]" if step.op.name == "reduce_sum" else f"lanes[{k}][0] / (double){self.extent}LL"
+            # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
+            stores.append(f"{results[step.output]}[o] = gg_cast<{_dispatch.c_type(self.avals[step.output][1])}>({total});")
+        adds = " ".join(f"lanes[{k}][t] += lanes[{k}][t + s];" for k in range(count))
+        keeps = " ".join(f"lanes[{k}][t] = acc[{k}];" for k in range(count))
+        tree = f"for (int s = {self.lanes} / 2; s > 0; s >>= 1)"
         return "\n".join([
             *self._header(),
-            f"GG_HD inline {ctype} @NAME@_value(long long i{', ' if value_signature else ''}{value_signature}) {{",
-            *lines,
-            f"    return {names[slot]};",
-            "}",
-            "",
-            f"GG_HD inline double @NAME@_lane(long long o, int t{', ' if value_signature else ''}{value_signature}) {{",
-            f"    const long long base = {_strided(kept, 'o')};",
-            "    double acc = 0.0;",
+            f"GG_HD inline void @NAME@_lane(long long o, int t, {lane_signature}) {{",
+            f"    const long long base = {base};",
+            *(f"    acc[{k}] = 0.0;" for k in range(count)),
             f"    for (long long r = t; r < {self.extent}LL; r += {self.lanes}) {{",
-            f"        acc += widened(@NAME@_value(base + {_strided(reduced, 'r')}"
-            f"{', ' if value_arguments else ''}{value_arguments}));",
+            f"        const long long i = base + {offset};",
+            *("    " + line for line in lines + writes + sums),
             "    }",
-            "    return acc;",
             "}",
             "",
             "#ifdef __CUDACC__",
             f'extern "C" __global__ void __launch_bounds__({self.lanes}) @NAME@({signature}) {{',
-            f"    __shared__ double lanes[{self.lanes}];",
+            f"    __shared__ double lanes[{count}][{self.lanes}];",
             "    const int t = threadIdx.x;",
             f"    for (long long o = blockIdx.x; o < {self.threads}LL; o += gridDim.x) {{",
-            f"        lanes[t] = {share.format(t='t')};",
+            f"        double acc[{count}];",
+            f"        @NAME@_lane(o, t, {lane_arguments});",
+            f"        {keeps}",
             "        __syncthreads();",
             f"        {tree} {{",
-            "            if (t < s) lanes[t] += lanes[t + s];",
+            f"            if (t < s) {{ {adds} }}",
             "            __syncthreads();",
             "        }",
-            f"        if (t == 0) {store}",
+            f"        if (t == 0) {{ {' '.join(stores)} }}",
             "        __syncthreads();",
             "    }",
             "}",
             "#else",
             f'extern "C" void @NAME@_host({signature}) {{',
-            f"    double lanes[{self.lanes}];",
+            f"    double lanes[{count}][{self.lanes}];",
+            f"    double acc[{count}];",
             f"    for (long long o = 0; o < {self.threads}LL; ++o) {{",
-            f"        for (int t = 0; t < {self.lanes}; ++t) lanes[t] = {share.format(t='t')};",
-            f"        {tree} {{",
-            "            for (int t = 0; t < s; ++t) lanes[t] += lanes[t + s];",
+            f"        for (int t = 0; t < {self.lanes}; ++t) {{",
+            f"            @NAME@_lane(o, t, {lane_arguments});",
+            f"            {keeps}",
             "        }",
-            f"        {store}",
+            f"        {tree} {{",
+            f"            for (int t = 0; t < s; ++t) {{ {adds} }}",
+            "        }",
+            *(f"        {store}" for store in stores),
             "    }",
             "}",
             "#endif",
@@ -541,8 +598,7 @@ class Group:
             out = buffers[step.output]
             step.op.expression.numpy(xp, out, *(values[s] for s in step.inputs), **(step.params or {}))
             values[step.output] = out
-        reduction = self.reduction
-        if reduction is not None and reduction.output in buffers:
+        for reduction in self.reductions:
             _lowering.INTO[reduction.op.name](xp, buffers[reduction.output], values[reduction.inputs[0]],
                                               **reduction.params)
         return tuple(outs)

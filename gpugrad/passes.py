@@ -10,9 +10,11 @@ builds a new program and leaves its input as it was.
   of a reshape reads the array before it.
 - `eliminate_dead_code`: steps whose results nothing uses, unless they have side effects,
   and constants no step reads.
+- `defer_shape_steps`: views move down to just before their first reader.
 
 `default_pipeline` runs them in the order `PASSES` gives. Every pass keeps the program's
-arguments, results, Variables and the order of the steps it keeps; new steps go where the
+arguments, results, Variables and the order of the steps it keeps (but defer_shape_steps,
+whose work is the order of the views); new steps go where the
 step they replace stood, so reads of a Variable stay before the updates that write it.
 """
 from .dispatch import REGISTRY
@@ -276,19 +278,50 @@ def simplify_reductions(program):
 
 
 # ---------------------------------------------------------------------------------------
+# Views late
+
+def defer_shape_steps(program):
+    """`program` with each step of kind "shape" (reshape, transpose, broadcast: views, or
+    cheap copies) moved down to just before the first step that reads its result, or the
+    first step run for its effect, whichever comes first; those left at the end go before
+    the results. Each still reads what it read before (no effect lies between its old place
+    and its new one), and nothing else moves. A fusing compiler then finds no view between
+    two groups that could otherwise share a kernel (a gradient's reshape, read only by its
+    update at the end of the step)."""
+    steps, pending = [], []
+    for step in program.steps:
+        if step.kind == "shape" and not has_effect(step):
+            pending.append(step)
+            continue
+        if has_effect(step):
+            steps += pending
+            pending = []
+        elif pending:
+            needed = set(step.inputs)
+            for waiting in reversed(pending):  # the ones it reads, and the ones those read
+                if waiting.output in needed:
+                    needed.update(waiting.inputs)
+            steps += [waiting for waiting in pending if waiting.output in needed]
+            pending = [waiting for waiting in pending if waiting.output not in needed]
+        steps.append(step)
+    return program.with_steps(steps + pending)
+
+
+# ---------------------------------------------------------------------------------------
 # The pipeline
 
 # The passes `default_pipeline` runs, in order: fold first, so that a matmul of constants
 # becomes the constant its replay would compute; simplify the remaining matmuls, then the
 # reductions (theirs included); fold again, for the reshapes of constant operands the
-# rewrites add; then drop what the folds and rewrites left unread.
-PASSES = (fold_constants, simplify_matmuls, simplify_reductions, fold_constants, eliminate_dead_code)
+# rewrites add; drop what the folds and rewrites left unread; then move the views late.
+PASSES = (fold_constants, simplify_matmuls, simplify_reductions, fold_constants, eliminate_dead_code,
+          defer_shape_steps)
 
 
 def default_pipeline(program, passes=PASSES):
     """`program` after each of `passes` (by default PASSES: fold_constants,
-    simplify_matmuls, simplify_reductions, fold_constants again, eliminate_dead_code), in
-    order."""
+    simplify_matmuls, simplify_reductions, fold_constants again, eliminate_dead_code,
+    defer_shape_steps), in order."""
     for compiler_pass in passes:
         program = compiler_pass(program)
     return program

@@ -385,13 +385,12 @@ def _ulps(group, slot):
     return LIBM_ULPS.get((step.name, dtype.name), 0)
 
 
-def _sum_bound(group, values):
+def _sum_bound(group, reduction, values):
     """The agreement bound of a fused reduction's output with its forward, elementwise:
     (n + 2) eps sum|x| (over a mean's count), n the elements reduced into each output. The
     forward's float32 (or float64) sum, in any order (NumPy's pairwise sum, BLAS for axis 0),
     errs by at most (n - 1) u sum|x| (u = eps / 2, the unit roundoff); the fused double sum
     rounded once errs by u |sum| plus n u_double sum|x|; a mean's division adds u |mean| to each."""
-    reduction = group.reduction
     x = np.asarray(values[reduction.inputs[0]], np.float64)
     magnitude = np.abs(x).sum(axis=reduction.params["axis"], keepdims=reduction.params["keepdims"])
     bound = (group.extent + 2) * np.finfo(group.avals[reduction.output][1]).eps * magnitude
@@ -403,10 +402,11 @@ def _output_disagreement(group, slot, got, values):
     forwards' value: within _sum_bound for a fused reduction's output (equal where the forward
     is not finite), else as _ulps says."""
     want = np.asarray(values[slot])
-    if group.reduction is None or slot != group.reduction.output:
+    reduction = next((r for r in group.reductions if r.output == slot), None)
+    if reduction is None:
         return _disagreement(got, want, _ulps(group, slot))
     assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
-    bound = _sum_bound(group, values)
+    bound = _sum_bound(group, reduction, values)
     finite = np.isfinite(want)
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(np.where(finite, ~(np.abs(got.astype(np.float64) - want) <= bound),
@@ -501,23 +501,26 @@ def _names(groups):
 def test_two_layer_regression_groups(programs):
     program, _ = programs["two-layer regression"]
     groups = fusion.find_groups(program)
-    assert _names(groups) == [["add", "sigmoid"], ["add", "subtract", "square", "reduce_mean"],
-                              ["square_backward", "negative", "reduce_sum"], ["sigmoid_backward", "reduce_sum"]]
-    forward, loss, backward, hidden = groups
-    assert forward.shape == hidden.shape == (300, 3) and loss.shape == backward.shape == (300, 1)
-    # The loss group keeps the residual for square_backward and computes the mean of the squares,
-    # which need no buffer; the backward groups write their results and the bias gradients.
-    assert [program.avals[s] for s in loss.outputs] == [((300, 1), np.dtype("float32")), ((), np.dtype("float32"))]
-    assert [s for s, _, _ in loss.scratch] == [loss.steps[0].output, loss.steps[2].output]
-    assert [program.avals[s][0] for s in backward.outputs] == [(300, 1), (1, 1)]
+    assert _names(groups) == [["add", "sigmoid"],
+                              ["add", "subtract", "square", "reduce_mean", "square_backward", "negative",
+                               "reduce_sum"],
+                              ["sigmoid_backward", "reduce_sum"]]
+    forward, loss, hidden = groups
+    assert forward.shape == hidden.shape == (300, 3) and loss.shape == (300, 1)
+    # The loss group computes the mean of the squares and, in the same pass over the batch, the
+    # backward signal and its sum (the output bias's gradient); the squares need no buffer.
+    assert [program.avals[s][0] for s in loss.outputs] == [(), (300, 1), (1, 1)]
+    assert [r.params["axis"] for r in loss.reductions] == [None, (0,)] and loss.layout[2:] == (1, 300)
+    assert [s for s, _, _ in loss.scratch] == [loss.steps[0].output, loss.steps[1].output, loss.steps[2].output,
+                                               loss.steps[4].output]
     assert [program.avals[s][0] for s in hidden.outputs] == [(300, 3), (1, 3)]
     assert len(forward.outputs) == 1 and [s for s, _, _ in forward.scratch] == [forward.steps[0].output]
     # reduce_mean_backward (no expression) runs alone; each group is one kernel a step.
     units = fusion.schedule(program, groups)
     alone = [program.steps[u].name for u in units if isinstance(u, int)]
     assert "reduce_mean_backward" in alone and not {"add", "sigmoid", "negative"} & set(alone)
-    assert sum(isinstance(u, fusion.Group) for u in units) == 4
-    assert len({g.kernel_name for g in groups}) == 4
+    assert sum(isinstance(u, fusion.Group) for u in units) == 3
+    assert len({g.kernel_name for g in groups}) == 3
 
 
 def test_user_primitive_joins_a_group_like_a_built_in(programs):
@@ -543,27 +546,23 @@ def test_grouping_rule(name, programs):
     assert [list(g.indices) for g in fusion.find_groups(program)] == expected
 
 
-def test_every_fusable_step_is_in_one_group_and_groups_are_connected(programs):
+def test_every_fusable_step_is_in_one_group_and_groups_are_valid(programs):
+    """Each fusable step is in exactly one group; a group's elementwise members compute its
+    iteration shape, its members read no reduction result of the group (each element needs
+    its own values only), and every step outside it that reads one of its results comes
+    after its position, with no effect between its first member and its position."""
     for name, (program, _) in programs.items():
         groups = fusion.find_groups(program)
-        members = [i for g in groups for i in g.indices[:len(g.elementwise)]]
+        members = [i for g in groups for i in g.indices if not fusion._is_reduction(program.steps[i])]
         assert sorted(members) == [i for i, s in enumerate(program.steps) if fusion.fusable(program, s)], name
+        readers = program.consumers()
         for g in groups:
             assert all(program.avals[s.output][0] == g.shape for s in g.elementwise), name
-            # The members are connected through producer -> consumer edges among them.
-            outputs = {s.output: k for k, s in enumerate(g.steps)}
-            edges = {k: set() for k in range(len(g.steps))}
-            for k, step in enumerate(g.steps):
-                for slot in step.inputs:
-                    if slot in outputs:
-                        edges[k].add(outputs[slot])
-                        edges[outputs[slot]].add(k)
-            reached, frontier = {0}, [0]
-            while frontier:
-                for other in edges[frontier.pop()] - reached:
-                    reached.add(other)
-                    frontier.append(other)
-            assert len(reached) == len(g.steps), (name, g)
+            reduced = {r.output for r in g.reductions}
+            assert not any(slot in reduced for step in g.steps for slot in step.inputs), (name, g)
+            for step in g.steps:
+                assert all(r > g.position for r in readers.get(step.output, ()) if r not in g.indices), (name, g)
+            assert all(program.steps[k].output is not None for k in range(g.indices[0], g.position)), (name, g)
 
 
 def test_equal_groups_share_a_kernel_and_others_do_not():
@@ -615,7 +614,7 @@ def test_reductions_join_the_group_that_feeds_them(programs):
         program, _ = programs[name]
         (group,) = fusion.find_groups(program)
         reduction = program.steps[-1]
-        assert group.reduction is reduction and group.indices == (0, 1, 2, 3), name
+        assert group.reductions == (reduction,) and group.indices == (0, 1, 2, 3), name
         assert [s.name for s in group.elementwise] == ["multiply", "add", "subtract"]
         assert group.outputs == (reduction.output,) and group.output_avals == (program.avals[reduction.output],)
         assert group.shape == program.avals[reduction.inputs[0]][0] and group.size == math.prod(group.shape)
@@ -627,7 +626,7 @@ def test_reductions_join_the_group_that_feeds_them(programs):
         assert reduction.inputs[0] in [slot for slot, _, _ in group.scratch]
         assert [role for role, _, _ in group.parameters] == ["output", "input", "input", "input", "number"]
         assert [u.indices for u in fusion.schedule(program)] == [group.indices]
-        assert reduction.name in repr(group) and "double acc = 0.0;" in group.cuda_source()
+        assert reduction.name in repr(group) and "acc[0] = 0.0;" in group.cuda_source()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -648,9 +647,10 @@ def test_fused_reductions_of_positive_terms_are_within_ulps(dtype, host):
                 values, reads = _reference(program, args)
                 inputs = _group_inputs(group, values, reads)
                 (got,) = _call_host(host.functions([group])[0], group, inputs)
-                want = np.asarray(values[group.reduction.output])
-                x = np.asarray(values[group.reduction.inputs[0]], np.float64)
-                axes = group.axes
+                (reduction,) = group.reductions
+                want = np.asarray(values[reduction.output])
+                x = np.asarray(values[reduction.inputs[0]], np.float64)
+                axes = fusion._reduced_axes(x.shape, reduction.params["axis"])
                 rows = np.moveaxis(x, axes, range(x.ndim - len(axes), x.ndim)).reshape(group.threads, group.extent)
                 exact = np.array([math.fsum(row) for row in rows]) / (group.extent if name == "reduce_mean" else 1)
                 ulp = np.spacing(np.abs(want))
@@ -662,7 +662,7 @@ def test_fused_reductions_of_positive_terms_are_within_ulps(dtype, host):
 
 
 def _joined(program):
-    return [g.reduction.name for g in fusion.find_groups(program) if g.reduction is not None]
+    return [r.name for g in fusion.find_groups(program) for r in g.reductions]
 
 
 def test_which_reductions_stay_separate_steps(host):
@@ -721,12 +721,12 @@ def test_which_reductions_stay_separate_steps(host):
         program = build(make)
         assert _joined(program) == ["reduce_sum" if make is not returned else "reduce_mean"], make.__name__
         (group,) = fusion.find_groups(program)
-        assert len(group.outputs) == 2 and group.outputs[-1] == group.reduction.output, make.__name__
+        assert len(group.outputs) == 2 and group.outputs[-1] == group.reductions[0].output, make.__name__
 
     for make in (read_before, integers, maximum, effect, dead):
         program = build(make)
         assert _joined(program) == [], make.__name__
-        assert all(g.reduction is None for g in fusion.find_groups(program))
+        assert all(not g.reductions for g in fusion.find_groups(program))
 
     def extent(n, axis):
         b = _Builder()
@@ -744,12 +744,12 @@ def test_which_reductions_stay_separate_steps(host):
     assert got.tolist() == [8192.0, 8192.0]
 
 
-def test_the_seed_step_fuses_every_reduction():
-    """The seed step (tests/test_graphs.py's _net) after the passes: 6 kernels, each with the
-    reduction it feeds: the output layer's row sums, the loss's mean, the three bias and
-    weight gradients of the backward pass, each over the batch; what is left are reshapes
-    (views) and the updates. (Before reductions joined groups with other results: 6 kernels
-    and 11 other array calls; before any joined: 13.)"""
+def test_the_seed_step_is_three_kernels():
+    """The seed step (tests/test_graphs.py's _net) after the passes: 3 kernels. The forward's
+    hidden layer with the output layer's row sums; the loss's mean with the backward signal
+    and the output bias's gradient; the other three gradients (hidden bias, both weights),
+    sums over the batch of one pass. What is left are reshapes (views) and the updates.
+    (Before reductions and siblings merged: 6 kernels and 13 other array calls.)"""
     from gpugrad import graphs, passes
     from test_graphs import _net
     with gg.device("cpu"):
@@ -759,10 +759,12 @@ def test_the_seed_step_fuses_every_reduction():
     groups = [u for u in units if isinstance(u, fusion.Group)]
     others = [program.steps[u].name for u in units if not isinstance(u, fusion.Group)
               and program.steps[u].kind != "host"]
-    assert len(groups) == 6 and sorted(others) == ["reshape"] * 3 + ["sgd_update"] * 4, (groups, others)
-    reductions = [(g.reduction.name, g.reduction.params["axis"], g.extent) for g in groups]
-    assert reductions == [("reduce_sum", (1,), 3), ("reduce_mean", None, 64)] + [("reduce_sum", (0,), 64)] * 4
-    assert [len(g.outputs) for g in groups] == [2, 2, 2, 1, 2, 1]
+    assert len(groups) == 3 and sorted(others) == ["reshape"] * 3 + ["sgd_update"] * 4, (groups, others)
+    reductions = [[(r.name, r.params["axis"]) for r in g.reductions] for g in groups]
+    assert reductions == [[("reduce_sum", (1,))], [("reduce_mean", None), ("reduce_sum", (0,))],
+                          [("reduce_sum", (0,))] * 3]
+    assert [(g.threads, g.extent, g.lanes) for g in groups] == [(64, 3, 32), (1, 64, 64), (3, 64, 64)]
+    assert [len(g.outputs) for g in groups] == [2, 3, 3]
 
 
 def _run_schedule(program, args, run_group):

@@ -1,5 +1,5 @@
 """The compiler passes of gpugrad/passes.py: dead code elimination, constant folding and the
-rewrites of degenerate matmuls and reductions, on small programs built by hand and on the traced two-layer
+rewrites of degenerate matmuls and reductions, views moved late, on small programs built by hand and on the traced two-layer
 regression step; each compares `evaluate` before and after (bit for bit, or to rounding for
 the reductions that replace a matmul)."""
 import numpy as np
@@ -489,11 +489,45 @@ def test_the_tutorials_loss_total_reads_the_squares():
 
 
 # ---------------------------------------------------------------------------------------
+# defer_shape_steps
+
+def test_views_move_down_to_their_first_reader():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    values = [x, computed((3, 2)), computed((2, 3)), computed((6,)), computed((6,)), computed((2, 3))]
+    steps = [op_step("reshape", (0,), 1, shape=(3, 2)),          # read by nothing until the end
+             op_step("negative", (0,), 2),
+             op_step("reshape", (2,), 3, shape=(6,)),            # a chain of two views, read by add
+             op_step("reshape", (3,), 4, shape=(6,)),
+             op_step("multiply", (2, 2), 5),
+             op_step("add", (4, 4), 1 + 5)]
+    values.append(computed((6,)))
+    program = make_program(values, steps, args=(0,), outputs=(6, 1))
+    after = passes.defer_shape_steps(program)
+    assert [s.output for s in after.steps] == [2, 5, 3, 4, 6, 1]
+    for got, want in zip(evaluate(after, x), evaluate(program, x)):
+        assert_same_bits(got, want)
+
+
+def test_views_do_not_cross_an_effect():
+    x = np.ones((2, 2), np.float32)
+    v = np.zeros((2, 2), np.float32)
+    assign = Step("assign", "update", lambda variable, value: np.copyto(variable, value), None, (1, 0), None,
+                  True, None)
+    values = [x, v, computed((4,)), computed((2, 2)), computed((4,))]
+    steps = [op_step("reshape", (1,), 2, shape=(4,)), op_step("negative", (0,), 3), assign,
+             op_step("negative", (2,), 4)]
+    program = make_program(values, steps, args=(0,), outputs=(4,), variables={1})
+    after = passes.defer_shape_steps(program)
+    assert [s.name for s in after.steps] == ["negative", "reshape", "assign", "negative"]
+
+
+# ---------------------------------------------------------------------------------------
 # The pipeline
 
 def test_the_default_pipeline_runs_the_passes_in_order(traced):
     program, inputs, dtype = traced
-    assert passes.PASSES[0] is passes.fold_constants and passes.PASSES[-1] is passes.eliminate_dead_code
+    assert passes.PASSES[0] is passes.fold_constants and passes.PASSES[-2:] == (passes.eliminate_dead_code,
+                                                                                passes.defer_shape_steps)
     assert passes.simplify_matmuls in passes.PASSES and passes.simplify_reductions in passes.PASSES
     before = snapshot(program)
     after = passes.default_pipeline(program)
