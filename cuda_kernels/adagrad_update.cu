@@ -6,11 +6,21 @@
 // Reference: the primitive adagrad_update in gpugrad/primitives/updates.py, with the same
 // operations in the same order, each rounded to T as NumPy does.
 
-// a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
-__device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double rounded_product(double a, double b) { return __dmul_rn(a, b); }
-__device__ inline float square_root(float x) { return sqrtf(x); }
-__device__ inline double square_root(double x) { return sqrt(x); }
+#ifndef GG_ADAGRAD_UPDATE_CU
+#define GG_ADAGRAD_UPDATE_CU
+
+#include "update_common.cuh"
+
+// Element i of the variable: the kernel's loop body, which a generated kernel updating several
+// variables in one launch (gpugrad/update_batches.py) calls too.
+template <typename T>
+__device__ inline void adagrad_update_element(T* param, const T* grad, T* accumulator, long long i, T lr,
+                                              T epsilon) {
+    const T g = grad[i];
+    const T acc = accumulator[i] + rounded_product(g, g);
+    accumulator[i] = acc;
+    param[i] = param[i] - rounded_product(lr, g) / square_root(acc + epsilon);
+}
 
 template <typename T>
 __global__ void adagrad_update(T* param, const T* grad, T* accumulator, const double* scalars, long long n,
@@ -18,12 +28,11 @@ __global__ void adagrad_update(T* param, const T* grad, T* accumulator, const do
     const T lr = (T)scalars[0];
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const T g = grad[i];
-        const T acc = accumulator[i] + rounded_product(g, g);
-        accumulator[i] = acc;
-        param[i] = param[i] - rounded_product(lr, g) / square_root(acc + epsilon);
+        adagrad_update_element(param, grad, accumulator, i, lr, epsilon);
     }
 }
 
 template __global__ void adagrad_update<float>(float*, const float*, float*, const double*, long long, float);
 template __global__ void adagrad_update<double>(double*, const double*, double*, const double*, long long, double);
+
+#endif  // GG_ADAGRAD_UPDATE_CU

@@ -11,11 +11,35 @@
 // rounded to T. Reference: the primitive rmsprop_update in gpugrad/primitives/updates.py, with the
 // same operations in the same order, each rounded to T as NumPy does.
 
-// a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
-__device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double rounded_product(double a, double b) { return __dmul_rn(a, b); }
-__device__ inline float square_root(float x) { return sqrtf(x); }
-__device__ inline double square_root(double x) { return sqrt(x); }
+#ifndef GG_RMSPROP_UPDATE_CU
+#define GG_RMSPROP_UPDATE_CU
+
+#include "update_common.cuh"
+
+// Element i of the variable: the kernel's loop body, which a generated kernel updating several
+// variables in one launch (gpugrad/update_batches.py) calls too.
+template <typename T>
+__device__ inline void rmsprop_update_element(T* param, const T* grad, T* velocity, T* average_grad, T* moment,
+                                              long long i, T lr, T rho, T one_minus_rho, T momentum, T epsilon,
+                                              int centered, int use_momentum) {
+    const T g = grad[i];
+    const T v = rounded_product(velocity[i], rho) + rounded_product(one_minus_rho, rounded_product(g, g));
+    velocity[i] = v;
+    T denominator;
+    if (centered) {
+        const T a = rounded_product(average_grad[i], rho) + rounded_product(one_minus_rho, g);
+        average_grad[i] = a;
+        denominator = (v - rounded_product(a, a)) + epsilon;
+    } else {
+        denominator = v + epsilon;
+    }
+    T increment = rounded_product(lr, g) / square_root(denominator);
+    if (use_momentum) {
+        increment = rounded_product(moment[i], momentum) + increment;
+        moment[i] = increment;
+    }
+    param[i] = param[i] - increment;
+}
 
 template <typename T>
 __global__ void rmsprop_update(T* param, const T* grad, T* velocity, T* average_grad, T* moment,
@@ -24,23 +48,8 @@ __global__ void rmsprop_update(T* param, const T* grad, T* velocity, T* average_
     const T lr = (T)scalars[0];
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const T g = grad[i];
-        const T v = rounded_product(velocity[i], rho) + rounded_product(one_minus_rho, rounded_product(g, g));
-        velocity[i] = v;
-        T denominator;
-        if (centered) {
-            const T a = rounded_product(average_grad[i], rho) + rounded_product(one_minus_rho, g);
-            average_grad[i] = a;
-            denominator = (v - rounded_product(a, a)) + epsilon;
-        } else {
-            denominator = v + epsilon;
-        }
-        T increment = rounded_product(lr, g) / square_root(denominator);
-        if (use_momentum) {
-            increment = rounded_product(moment[i], momentum) + increment;
-            moment[i] = increment;
-        }
-        param[i] = param[i] - increment;
+        rmsprop_update_element(param, grad, velocity, average_grad, moment, i, lr, rho, one_minus_rho, momentum,
+                               epsilon, centered, use_momentum);
     }
 }
 
@@ -48,3 +57,5 @@ template __global__ void rmsprop_update<float>(float*, const float*, float*, flo
                                                float, float, float, float, int, int);
 template __global__ void rmsprop_update<double>(double*, const double*, double*, double*, double*, const double*,
                                                 long long, double, double, double, double, int, int);
+
+#endif  // GG_RMSPROP_UPDATE_CU

@@ -9,12 +9,28 @@
 // Reference: the primitive sgd_update in gpugrad/primitives/updates.py, with the same operations
 // in the same order, each rounded to T as NumPy does.
 
-// a * b rounded on its own: nvcc and NVRTC fuse a * b + c into one FMA by default, NumPy never does.
-__device__ inline float rounded_product(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double rounded_product(double a, double b) { return __dmul_rn(a, b); }
+#ifndef GG_SGD_UPDATE_CU
+#define GG_SGD_UPDATE_CU
+
+#include "update_common.cuh"
 
 constexpr int SGD_PLAIN = 0;
 constexpr int SGD_NESTEROV = 2;
+
+// Element i of the variable: the kernel's loop body, which a generated kernel updating several
+// variables in one launch (gpugrad/update_batches.py) calls too.
+template <typename T>
+__device__ inline void sgd_update_element(T* param, const T* grad, T* velocity, long long i, T lr, T momentum,
+                                          int mode) {
+    const T step = rounded_product(lr, grad[i]);
+    if (mode == SGD_PLAIN) {
+        param[i] = param[i] - step;
+        return;
+    }
+    const T v = rounded_product(velocity[i], momentum) - step;
+    velocity[i] = v;
+    param[i] = mode == SGD_NESTEROV ? param[i] + (rounded_product(momentum, v) - step) : param[i] + v;
+}
 
 template <typename T>
 __global__ void sgd_update(T* param, const T* grad, T* velocity, const double* scalars, long long n, T momentum,
@@ -22,16 +38,11 @@ __global__ void sgd_update(T* param, const T* grad, T* velocity, const double* s
     const T lr = (T)scalars[0];
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const T step = rounded_product(lr, grad[i]);
-        if (mode == SGD_PLAIN) {
-            param[i] = param[i] - step;
-            continue;
-        }
-        const T v = rounded_product(velocity[i], momentum) - step;
-        velocity[i] = v;
-        param[i] = mode == SGD_NESTEROV ? param[i] + (rounded_product(momentum, v) - step) : param[i] + v;
+        sgd_update_element(param, grad, velocity, i, lr, momentum, mode);
     }
 }
 
 template __global__ void sgd_update<float>(float*, const float*, float*, const double*, long long, float, int);
 template __global__ void sgd_update<double>(double*, const double*, double*, const double*, long long, double, int);
+
+#endif  // GG_SGD_UPDATE_CU

@@ -43,8 +43,9 @@ def source_dir():
 
 # `#include "name.cuh"`: a header of the kernel folder, inlined into the source that CuPy
 # compiles, so that the compile cache's key (the source text) covers it and NVRTC needs no
-# include path.
-_LOCAL_INCLUDE = re.compile(r'^#include "(\w+\.cuh)".*$', re.MULTILINE)
+# include path; `#include "name.cu"` too, a kernel file whose element functions a generated
+# kernel calls (update_batches.py).
+_LOCAL_INCLUDE = re.compile(r'^#include "(\w+\.cuh?)".*$', re.MULTILINE)
 
 
 @functools.cache
@@ -59,8 +60,9 @@ def _source(name):
 
 
 def _inline_headers(source):
-    """`source` with each `#include "x.cuh"` of the kernel folder replaced by that header's text."""
-    return _LOCAL_INCLUDE.sub(lambda match: (source_dir() / match.group(1)).read_text(), source)
+    """`source` with each `#include "x.cuh"` or `"x.cu"` of the kernel folder replaced by that
+    file's text, its own includes inlined in turn (the files' guards keep one copy of each)."""
+    return _LOCAL_INCLUDE.sub(lambda match: _inline_headers((source_dir() / match.group(1)).read_text()), source)
 
 
 @functools.cache
