@@ -47,6 +47,7 @@ text and calls the steps' forwards on the arrays a caller passes in.
 """
 import hashlib
 import inspect
+import itertools
 import math
 from typing import Callable, NamedTuple
 
@@ -236,7 +237,7 @@ class UpdateBatch:
         self._given = {name: program.is_array(slot) for name, slot in zip(layout.arrays, first.inputs)}
         self._arrays = tuple(name for name in layout.arrays if self._given[name])
         self.sizes = tuple(math.prod(program.avals[step.inputs[0]][0]) for step in self.steps)
-        self.offsets = tuple(sum(self.sizes[:k]) for k in range(len(self.sizes)))
+        self.offsets = tuple(itertools.accumulate(self.sizes[:-1], initial=0))
         self.size = sum(self.sizes)
         self.fixed = layout.fixed(self.dtype.type, self.params, self._given)
         self.launch = (min(-(-self.size // BLOCK), 2**31 - 1), BLOCK)
