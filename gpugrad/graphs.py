@@ -32,6 +32,7 @@ from . import fusion as _fusion
 from . import kernels as _kernels
 from . import lowering as _lowering
 from . import passes as _passes
+from . import update_batches as _update_batches
 
 
 def unsupported(trace):
@@ -114,6 +115,8 @@ class GraphReplay:
         with cupy.cuda.using_allocator(pool.malloc), stream, route:
             outputs = self._device(*static)  # this call's step, for real
         current.wait_event(stream.record())
+        for variable in self._written:  # (a batched update's kernel does not mark them)
+            variable.written()
         result = tuple(out.copy() for out in outputs)
         del outputs
         try:
@@ -131,30 +134,38 @@ class GraphReplay:
         return result
 
 
-def fused_device_replay(program, run_group=None):
+def fused_device_replay(program, run_group=None, run_batch=None):
     """(replay, description): the device part of `program` (every step but the host ones)
-    after the compiler's passes, its elementwise groups fused into generated kernels, which
-    are compiled here, before anything runs; `description` lists the groups and their
-    sources for `explain()`. Raises what the kernel compiler raises. `run_group(group)`
-    makes a group's runner (default: the CUDA kernel; tests pass one running the group's
-    NumPy forms, to check the whole lowering on a CPU)."""
-    run_group = run_group or _cuda_group
+    after the compiler's passes, its elementwise groups fused into generated kernels and its
+    consecutive updates batched into one (update_batches.py), which are compiled here,
+    before anything runs; `description` lists the kernels and their sources for
+    `explain()`. Raises what the kernel compiler raises. `run_group(group)` and
+    `run_batch(batch)` make the runners (default: the CUDA kernels; tests pass ones running
+    the NumPy forms, to check the whole lowering on a CPU)."""
+    run_group, run_batch = run_group or _cuda_group, run_batch or _cuda_batch
     program = capture_safe(_passes.default_pipeline(program))
     units = [unit for unit in _fusion.schedule(program)
-             if type(unit) is not int or program.steps[unit].kind != "host"]
-    groups = [unit for unit in units if type(unit) is not int and unit.outputs]
-    runners = {id(group): run_group(group) for group in groups}
-    replay = _lowering.lower_schedule(program, units, lambda group: runners[id(group)])
-    others = sum(type(unit) is int for unit in units)
-    lines = [f"{len(groups)} fused kernels and {others} other array calls a step, after the passes "
-             f"(constant folding, degenerate matmuls as elementwise and reduction ops, dead-code elimination):"]
-    lines += [f"  kernel {index}: {group!r}" for index, group in enumerate(groups)]
-    lines.append("  other array calls: " + ", ".join(program.steps[unit].name for unit in units if type(unit) is int))
+             if (type(unit) is not int and unit.outputs) or (type(unit) is int and program.steps[unit].kind != "host")]
+    units = _update_batches.batch_updates(program, units)
+    kernels = [unit for unit in units if type(unit) is not int]
+    runners = {id(unit): (run_batch if type(unit) is _update_batches.UpdateBatch else run_group)(unit)
+               for unit in kernels}
+    replay = _lowering.lower_schedule(program, units, lambda unit: runners[id(unit)])
+    groups = [unit for unit in kernels if type(unit) is _fusion.Group]
+    batches = [unit for unit in kernels if type(unit) is _update_batches.UpdateBatch]
+    others = [program.steps[unit] for unit in units if type(unit) is int]
+    launching = [step.name for step in others if step.kind != "shape"]
+    lines = [f"{len(kernels)} generated kernels ({len(groups)} fused, {len(batches)} batched updates) and "
+             f"{len(launching)} other array calls a step, besides {len(others) - len(launching)} views, after the "
+             f"passes (constant folding, degenerate matmuls and reductions rewritten, dead-code elimination, "
+             f"views moved late):"]
+    lines += [f"  kernel {index}: {unit!r}" for index, unit in enumerate(kernels)]
+    lines.append("  other array calls: " + (", ".join(launching) or "none"))
     lines.append("the program after the passes:")
     lines += [f"  {line}" for line in program.text().splitlines()]
-    for index, group in enumerate(groups):
+    for index, unit in enumerate(kernels):
         lines.append(f"kernel {index} source:")
-        lines += [f"  {line}" for line in group.cuda_source().splitlines()]
+        lines += [f"  {line}" for line in unit.cuda_source().splitlines()]
     return replay, "\n".join(lines)
 
 
@@ -164,6 +175,20 @@ def capture_safe(program):
     return program.with_steps([step.replace(fn=_cublas.capture_safe_matmul(step.fn))
                                if step.op is not None and step.op.name == "matmul" else step
                                for step in program.steps])
+
+
+def _cuda_batch(batch):
+    """The runner of a batch of updates on CUDA: its kernel compiled now, then per call the
+    gradients made contiguous (the other arrays are the Variables' and the optimizer's own),
+    one launch."""
+    function = _kernels.compile_source(batch.cuda_source()).get_function(batch.kernel_name)
+    cupy = _backend._cupy
+
+    def run(*inputs):
+        inputs = [cupy.ascontiguousarray(value) if hasattr(value, "shape") else value for value in inputs]
+        _kernels.launch_generated(function, batch.launch, batch.kernel_arguments(inputs))
+        return ()
+    return run
 
 
 def _cuda_group(group):

@@ -234,10 +234,10 @@ def _fresh(out):
 
 def lower_schedule(program, units, run_group):
     """A straight-line replay of `program` in the order of `units` (fusion.schedule: fused
-    Groups and the indices of the other steps), each Group run by the callable
-    `run_group(group)` returns: `run(*inputs)` -> its output arrays (one per slot of
-    `group.outputs`), `inputs` holding a value for every slot of `group.inputs`. The other
-    steps call their forwards, as the plain replay does. This is the device lowering; on
+    Groups, update batches and the indices of the other steps), each unit that is not an
+    index run by the callable `run_group(unit)` returns: `run(*inputs)` -> its output arrays
+    (one per slot of `unit.outputs`, maybe none), `inputs` holding a value for every slot of
+    `unit.inputs`. The other steps call their forwards, as the plain replay does. This is the device lowering; on
     the CPU `lower` plans buffers instead."""
     bound = {"_unalias": unaliased}
     bound.update((f"v{slot}", value) for slot, value in program.constants.items())
@@ -245,9 +245,9 @@ def lower_schedule(program, units, run_group):
     for index, unit in enumerate(units):
         if type(unit) is int:
             lines.append(_step_line(index, program.steps[unit], bound))
-        elif unit.outputs:
+        else:
             bound[f"g{index}"] = run_group(unit)
             targets = "".join(f"v{s}, " for s in unit.outputs)
-            lines.append(f"{targets}= g{index}({', '.join(f'v{s}' for s in unit.inputs)})")
+            lines.append(f"{targets}{'= ' if targets else ''}g{index}({', '.join(f'v{s}' for s in unit.inputs)})")
     lines.append(f"return ({''.join(f'v{slot}, ' for slot in program.output_slots)})")
     return _function("fused replay", lines, program.arg_slots, bound)

@@ -1,6 +1,6 @@
 """The device lowering of a compiled step (graphs.fused_device_replay: the passes, fused
-groups, the schedule) checked on the CPU: each fused group runs its NumPy forms in place of
-its CUDA kernel, so every pass, grouping and scheduling decision is tested without a GPU.
+groups, update batches, the schedule) checked on the CPU: each fused group runs its NumPy
+forms in place of its CUDA kernel, and each batch of updates the updates' forwards, so every pass, grouping and scheduling decision is tested without a GPU.
 On a GPU, tests/test_compiled_programs.py runs the same programs through the kernels."""
 import numpy as np
 import pytest
@@ -22,7 +22,8 @@ def _fused_on_the_cpu(step, *args):
     """A function running `step` as a compiled CUDA step would: host steps, then the fused
     device replay (groups through their NumPy forms); and the lowering's description."""
     program = program_of(step, *args)  # the capture runs one eager step
-    device, description = graphs.fused_device_replay(program, _numpy_group)
+    device, description = graphs.fused_device_replay(program, _numpy_group,
+                                                     lambda batch: lambda *inputs: batch.run_reference(inputs))
     host = [s for s in program.steps if s.kind == "host"]
 
     def run(*inputs):
@@ -39,7 +40,7 @@ def test_the_fused_lowering_equals_eager_on_random_programs(seed, dtype):
     eager_step, eager_vars, _ = _program(seed, "cpu", dtype)
     eager_step(x)  # the capture ran one eager step of the fused program's copy
     run, description = _fused_on_the_cpu(fused_step, x)
-    assert "fused kernels" in description
+    assert "generated kernels" in description and "1 batched updates" in description
     # the passes rewrite degenerate products (K=1 exactly; N=1 and M=1 as sums, in another order)
     rtol, atol = (1e-12, 1e-14) if dtype == "float64" else (2e-6, 1e-6)
     for _ in range(3):
@@ -54,14 +55,16 @@ def test_the_seed_step_fuses_into_few_kernels_and_no_matmul():
     step, variables, x, y = _net("cpu", "float32", gg.optimizers.SGD(0.1))
     run, description = _fused_on_the_cpu(step, x, y)
     first = description.splitlines()[0]
-    kernels, others = int(first.split()[0]), int(first.split()[4])
-    other = next(line for line in description.splitlines() if line.startswith("  other array calls: "))
-    assert kernels <= 8 and "matmul" not in other and "sgd_update" in other, description
-    # Every reduction joins the kernel that feeds it, and siblings share one (6 kernels and 13
-    # other calls before): what is left are three reshapes (views) and the four updates.
-    assert (kernels, others) == (3, 7) and other.count("reduce_") == 0, description
-    last = next(line for line in description.splitlines() if line.startswith("  kernel 2: "))
-    assert last.count(", reduce_sum(axis=(0,), keepdims=True) into [1,3]") == 3, description
+    assert first.startswith("4 generated kernels (3 fused, 1 batched updates) and 0 other array calls a step, "
+                            "besides 3 views"), description
+    assert "  other array calls: none" in description and "= matmul(" not in description
+    # Every reduction joins the kernel that feeds it, and siblings share one; the four updates
+    # are one kernel (6 kernels and 13 other calls before reductions and siblings merged, 4
+    # update launches before they were batched): what is left are three reshapes (views).
+    kernels = [line for line in description.splitlines() if line.startswith("  kernel ")]
+    assert kernels[3].startswith("  kernel 3: <UpdateBatch [sgd_update(momentum=0.0, nesterov=False) of 4 float32 "
+                                 "variables, 10 elements]>"), description
+    assert kernels[2].count(", reduce_sum(axis=(0,), keepdims=True) into [1,3]") == 3, description
     assert "extern \"C\" __global__ void __launch_bounds__(64) gg_fused_" in description
     before = [v.numpy().copy() for v in variables]
     run(x, y)
