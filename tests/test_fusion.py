@@ -882,7 +882,8 @@ def test_generated_kernels_run_on_the_gpu(programs):
             device_inputs = [cupy.asarray(np.array(v, order="C")) if type(group.avals[s]) is tuple else v
                              for s, v in zip(group.inputs, inputs)]
             outs = [cupy.empty(shape, dtype) for shape, dtype in group.output_avals]
-            kernel((2,), (32,), group.kernel_arguments(outs, device_inputs))
+            # two blocks, so the grid-stride loops run; a group with reductions needs its lanes a block
+            kernel((2,), (group.lanes if group.reductions else 32,), group.kernel_arguments(outs, device_inputs))
             for slot, out in zip(group.outputs, outs):
                 problem = _output_disagreement(group, slot, out.get(), values)
                 assert not problem, f"{name}: {group} output %{slot}: {problem}"

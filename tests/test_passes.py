@@ -98,8 +98,9 @@ def snapshot(program):
 def traced(request):
     """(program, inputs, dtype) of the regression step, captured once per dtype."""
     dtype = request.param
-    train_step, x, y = regression_step(dtype, batch=64)
-    return program_of(train_step, x, y), (x.numpy(), y.numpy()), dtype
+    with gg.device("cpu"):  # NumPy values, which evaluate() mixes with NumPy inputs, on any default device
+        train_step, x, y = regression_step(dtype, batch=64)
+        return program_of(train_step, x, y), (x.numpy(), y.numpy()), dtype
 
 
 def matmul_cases(program):
