@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of one session on a CUDA machine, logs under $OUT (or ./out): the whole test
 # suite on the default device cuda:0, the main example on cuda, and the GPU benchmark.
-# Usage: bash ci/gpu_check.sh [bench configs, default "seed wide"]
+# Usage: [GPU_TESTS="tests/test_x.py ..."] bash ci/gpu_check.sh [bench configs, default "seed wide"]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out}
@@ -13,7 +13,7 @@ configs=${1:-seed wide}
   python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
 } 2>&1 | tee "$out/env.log"
 echo "== tests (default device cuda:0)"
-timeout 150 python3 -m pytest -n 8 -o addopts="" -q -rfE tests \
+timeout 150 python3 -m pytest -n 8 -o addopts="" -q -rfE ${GPU_TESTS:-tests} \
   >"$out/tests.log" 2>&1
 echo "tests rc=$?"; tail -n 30 "$out/tests.log"
 echo "== compiled seed step: explain"
@@ -33,5 +33,5 @@ timeout 60 python3 examples/two_layer_regression.py --device cuda >"$out/example
 echo "example rc=$?"; tail -n 5 "$out/example.log"
 for config in $configs; do
   echo "== bench_gpu --config $config"
-  timeout 100 python3 bench/bench_gpu.py --config "$config" --repeats 5 --skip-kernels --skip-torch-compile 2>&1 | tee "$out/bench_$config.log"
+  timeout 150 python3 bench/bench_gpu.py --config "$config" --repeats 5 --skip-kernels --skip-torch-compile 2>&1 | tee "$out/bench_$config.log"
 done
