@@ -167,12 +167,13 @@ def test_has_effect_states_the_rule():
 
 
 def test_a_step_whose_result_is_dead_keeps_its_updates_and_their_inputs():
-    train_step, x, y = regression_step(np.float32, batch=64)
+    with gg.device("cpu"):  # NumPy values, which evaluate() mixes with NumPy inputs
+        train_step, x, y = regression_step(np.float32, batch=64)
 
-    def step_without_result(xs, ys):
-        train_step(xs, ys)
+        def step_without_result(xs, ys):
+            train_step(xs, ys)
 
-    program = program_of(step_without_result, x, y)
+        program = program_of(step_without_result, x, y)
     assert program.output_slots == ()
     after = passes.eliminate_dead_code(program)
     gone = [step for step in program.steps if step not in after.steps]
@@ -474,13 +475,14 @@ def test_the_tutorials_loss_total_reads_the_squares():
     of predictions, sums over one element: after the pass that is a reshape, and the mean
     reads the squares (so a fusing compiler puts it in their kernel); the same loss."""
     rng = np.random.default_rng(4)
-    y, prediction = (gg.constant(rng.standard_normal((50, 1)).astype(np.float32)) for _ in range(2))
 
     @gg.function(compile=False)
     def loss(y, prediction):
         return gg.reduce_mean(gg.reduce_sum(gg.square(y - prediction), axis=1))
 
-    program = program_of(loss, y, prediction)
+    with gg.device("cpu"):  # NumPy values, which evaluate() mixes with NumPy inputs
+        y, prediction = (gg.constant(rng.standard_normal((50, 1)).astype(np.float32)) for _ in range(2))
+        program = program_of(loss, y, prediction)
     after = passes.eliminate_dead_code(passes.simplify_reductions(program))
     squares = next(step for step in program.steps if step.name == "square")
     assert names(after) == ["subtract", "square", "reduce_mean"]
