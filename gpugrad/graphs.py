@@ -74,7 +74,9 @@ class GraphReplay:
     @property
     def status(self):
         if self._graph is not None:
-            return "one CUDA graph launch per call"
+            return (f"one CUDA graph launch per call\nbuffers: {self._pool.total_bytes() / 1e6:.4g} MB in the "
+                    f"graph's own memory pool, allocated at capture (an intermediate's block is reused once its "
+                    f"last reader ran)")
         if self.reason is not None:
             return f"plain replay: {self.reason}"
         return "one CUDA graph launch per call, captured at the next call"

@@ -230,17 +230,22 @@ def _fresh(out):
     return out.copy() if getattr(out, "base", None) is not None else out
 
 
-
-
 def lower_schedule(program, units, run_group):
     """A straight-line replay of `program` in the order of `units` (fusion.schedule: fused
     Groups, update batches and the indices of the other steps), each unit that is not an
     index run by the callable `run_group(unit)` returns: `run(*inputs)` -> its output arrays
     (one per slot of `unit.outputs`, maybe none), `inputs` holding a value for every slot of
-    `unit.inputs`. The other steps call their forwards, as the plain replay does. This is the device lowering; on
-    the CPU `lower` plans buffers instead."""
+    `unit.inputs`. The other steps call their forwards, as the plain replay does. Each
+    intermediate is dropped (`del`) after its last reader, so that its memory goes back to
+    the allocator for the units after it: inside a CUDA-graph capture, a block of the
+    graph's pool serves several intermediates, one after another. This is the device
+    lowering; on the CPU `lower` plans buffers instead."""
     bound = {"_unalias": unaliased}
     bound.update((f"v{slot}", value) for slot, value in program.constants.items())
+    reads = [program.steps[unit].inputs if type(unit) is int else unit.inputs for unit in units]
+    writes = [(program.steps[unit].output,) if type(unit) is int else unit.outputs for unit in units]
+    last = {slot: index for index, (read, written) in enumerate(zip(reads, writes)) for slot in (*written, *read)}
+    kept = set(program.constants) | set(program.arg_slots) | set(program.output_slots) | {None}
     lines = []
     for index, unit in enumerate(units):
         if type(unit) is int:
@@ -249,5 +254,8 @@ def lower_schedule(program, units, run_group):
             bound[f"g{index}"] = run_group(unit)
             targets = "".join(f"v{s}, " for s in unit.outputs)
             lines.append(f"{targets}{'= ' if targets else ''}g{index}({', '.join(f'v{s}' for s in unit.inputs)})")
+        done = sorted({slot for slot in (*writes[index], *reads[index]) if last[slot] == index} - kept)
+        if done:
+            lines.append(f"del {', '.join(f'v{slot}' for slot in done)}")
     lines.append(f"return ({''.join(f'v{slot}, ' for slot in program.output_slots)})")
     return _function("fused replay", lines, program.arg_slots, bound)

@@ -69,3 +69,23 @@ def test_the_seed_step_fuses_into_few_kernels_and_no_matmul():
     before = [v.numpy().copy() for v in variables]
     run(x, y)
     assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
+
+
+def test_the_fused_replay_drops_each_intermediate_after_its_last_reader():
+    """So that inside a graph capture the pool reuses an intermediate's block for later ones:
+    every slot the replay computes, but its results, is deleted once, after its last reader."""
+    from test_graphs import _net
+    step, _, x, y = _net("cpu", "float32", gg.optimizers.SGD(0.1))
+    program = program_of(step, x, y)
+    device, _ = graphs.fused_device_replay(program, _numpy_group,
+                                           lambda batch: lambda *inputs: batch.run_reference(inputs))
+    lines = [line.strip() for line in device.source.splitlines()[1:]]
+    deleted = [name for line in lines if line.startswith("del ") for name in line[4:].split(", ")]
+    assigned = {name.strip() for line in lines if "=" in line and not line.startswith(("return", "del"))
+                for name in line.split("=")[0].split(",") if name.strip()}
+    results = {name.strip() for name in lines[-1][len("return ("):-1].split(",") if name.strip()}
+    assert len(deleted) == len(set(deleted)) and set(deleted) == assigned - results, device.source
+    for name in deleted:  # right after the line of its last use
+        words = [line.replace(",", " ").replace("(", " ").replace(")", " ").split() for line in lines]
+        last_use = max(k for k, line in enumerate(lines) if name in words[k] and not line.startswith("del "))
+        assert lines[last_use + 1].startswith("del ") and name in words[last_use + 1], (name, device.source)
