@@ -53,13 +53,9 @@ group's results join it, tried in program order (MAX_REDUCTIONS at most), each w
      program returns) as it meets them; a member result that only reductions read needs
      no buffer any more;
   2. that input is float32 or float64 (the reduction's output has its dtype);
-  3. it reduces at most MAX_REDUCED (4,096) elements into each output element, so that a
-     thread sums at most 16; a larger reduction stays a separate step (CuPy's reduction, or
-     on CUDA the bias-gradient kernel for column sums of a matrix, which split long columns
-     over many blocks);
-  4. it visits the iteration space as the group's other reductions do (the same layout:
+  3. it visits the iteration space as the group's other reductions do (the same layout:
      which elements each output element sums, in which order);
-  5. the group with it may run at its last member (rule 2 above, and the schedule's
+  4. the group with it may run at its last member (rule 2 above, and the schedule's
      validity): no step run for its effect lies between the first member and the last, and
      no step outside the group reads one of its results (the reduction's included) before
      the last member; and its own result is read.
@@ -67,24 +63,32 @@ group's results join it, tried in program order (MAX_REDUCTIONS at most), each w
 Siblings. Then each group, by position, merges into the first earlier group that it may
 share a kernel with: one of the same iteration shape, whose reductions (if both have some)
 have its layout, neither reading a reduction result of the other (an elementwise member
-needs its own element only), where the merged group may run at its last member (rule 5).
+needs its own element only), where the merged group may run at its last member (rule 4).
 Groups reading the same inputs then read them once, and a step's backward groups share one
 kernel with their reductions (the bias and weight gradients of a layer).
 
-The kernel of a group with reductions gives each
-output element one block of `lanes` threads (the power of two at least the reduced count,
-between 32 and MAX_LANES; a grid-stride loop over the output elements, `threads`). Lane t
-visits the reduced elements t, t + lanes, t + 2 lanes, ... in C order, computing the
-elementwise members for each and summing each reduction's input in double; the lanes' sums are added
-in a fixed tree (lane t takes lane t + s's, for s = lanes / 2, ..., 1) and each total rounded
-once to its output type (a mean divides it by the count in double first). The order is
-fixed, so the result is deterministic, and the host loop adds the same sums in the same tree:
-the host build gives the device's bits. A float32 result is the double sum rounded once, at
-least as accurate as NumPy's float32 pairwise sum (on terms that do not cancel, the exact sum
-within an ulp); a float64 one errs by at most (n / lanes + log2(lanes)) u sum|x| for n terms
-(u the unit roundoff), no more than an in-order sum's (n - 1) u sum|x|. Either stays within
-(n + 2) eps sum|x| of the forward (tests/test_fusion.py checks that bound). `run_numpy` runs
-the reductions' planned forms (lowering.INTO), bit for bit their forwards.
+The kernel of a group with reductions runs blocks of `tile` x `lanes` threads: `tile`
+adjacent output elements (32 when the output elements are adjacent in memory and there are
+at least 32 of them, a column layout: a warp then reads 32 adjacent elements; else 1) and
+`lanes` threads each (8 in a column layout; else the power of two at least the reduced
+count, between 32 and MAX_LANES). The reduced elements of an output element are cut into
+`chunks` chunks of `chunk` = lanes x PER_THREAD elements, and each block takes one chunk of
+its output elements (a grid-stride loop over tiles x chunks). Thread y of an output element
+visits the chunk's elements y, y + lanes, ... in C order, computing the elementwise members
+for each and summing each reduction's input in double; the lanes' sums are added in a fixed
+tree (lane y takes lane y + s's, for s = lanes / 2, ..., 1). With one chunk, the total is
+rounded once to its output type (a mean divides it by the count in double first). With
+several, each chunk's double sum goes to a `partials` buffer, and a second kernel
+(`finish_name`), a block of `finish_lanes` threads an output element, adds the partials the
+same way (thread t the partials t, t + finish_lanes, ..., then a tree) and rounds. The order
+is fixed, so the result is deterministic, and the host loop adds the same sums in the same
+trees: the host build gives the device's bits. A float32 result is the double sum rounded
+once, at least as accurate as NumPy's float32 sum (on terms that do not cancel, the exact sum
+within an ulp); a float64 one errs by at most (PER_THREAD + log2(lanes) + chunks / finish_lanes
++ log2(finish_lanes)) u sum|x| for n terms (u the unit roundoff), no more than an in-order
+sum's (n - 1) u sum|x|. Either stays within (n + 2) eps sum|x| of the forward
+(tests/test_fusion.py checks that bound). `run_numpy` runs the reductions' planned forms
+(lowering.INTO), bit for bit their forwards.
 
 Kernels. Inputs and outputs are C-contiguous arrays of their own shapes (a launcher makes
 inputs contiguous); the shapes, hence every broadcast index, are baked in as constants (a
@@ -94,10 +98,13 @@ a broadcast one, and a fused reduction's output with no input. The kernel is nam
 named by position rather than by slot, so equal groups (the same primitives, parameters,
 dtypes, shapes and constants, in the same order) share one compiled kernel. Launch it with
 `group.launch` (blocks, threads a block): kernels.compile_source(group.cuda_source())
-.get_function(group.kernel_name) over group.kernel_arguments(outs, inputs), with fewer
-blocks too (the loops stride over the rest; the source exports an `extern "C"` kernel and
-no template instantiation, so compile_source passes CuPy no name expressions and the name
-resolves as it stands).
+.get_function(group.kernel_name) over group.kernel_arguments(outs, inputs, partials), with
+fewer blocks too (the loops stride over the rest), and then, for reductions in several
+chunks, `finish_name` on `group.finish` over group.finish_arguments(outs, partials), where
+`partials` is a float64 array of `group.partials` elements (the source exports `extern "C"`
+kernels and
+no template instantiation, so compile_source passes CuPy no name expressions and the names
+resolve as they stand).
 
 No numpy or cupy calls run here at import, and nothing touches a GPU: this module only
 writes text and calls the array module a caller passes in.
@@ -113,8 +120,9 @@ from . import lowering as _lowering
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
 HEADER = "expressions.cuh"
 REDUCTIONS = ("reduce_sum", "reduce_mean")  # the reductions that may join a group
-MAX_REDUCED = 4096  # the most elements a fused reduction sums into one output element (16 a thread at most)
-MAX_LANES = 256  # the most threads of the block that reduces one output element
+MAX_LANES = 256  # the most threads of the block that reduces one output element (a row layout)
+TILE = (32, 8)  # a column layout's block: 32 adjacent output elements, 8 threads each
+PER_THREAD = 16  # the most elements a thread sums into one partial
 MAX_REDUCTIONS = 8  # the most reductions one kernel computes (each a double a lane in shared memory)
 ELEMENTWISE_BLOCK = 256  # threads a block of an elementwise group's kernel
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
@@ -257,9 +265,9 @@ def _valid(program, members, readers):
 def reduction_joins(program, group, index):
     """Whether the reduction step at `index` joins `group` (see "Reductions" in the module
     docstring): a reduce_sum or reduce_mean of float32 or float64 reading an elementwise
-    result of the group, its own result read (a dead reduction stays out), reducing at most
-    MAX_REDUCED elements into each output element, with the layout of the group's other
-    reductions, where the group with it may run at the last member (`_valid`)."""
+    result of the group, its own result read (a dead reduction stays out), with the layout
+    of the group's other reductions, where the group with it may run at the last member
+    (`_valid`)."""
     step = program.steps[index]
     if not _is_reduction(step) or len(step.inputs) != 1 or len(group.reductions) == MAX_REDUCTIONS:
         return False
@@ -280,7 +288,7 @@ def reduction_joins(program, group, index):
     if any(type(a) is not int or not 0 <= a < len(shape) for a in axes) or len(set(axes)) != len(axes):
         return False
     layout = _layout(shape, axes)
-    if layout[3] > MAX_REDUCED or (group.reductions and layout != group.layout):
+    if group.reductions and layout != group.layout:
         return False
     return _valid(program, set(group.indices) | {index}, readers)
 
@@ -380,14 +388,25 @@ class Group:
         self.output_avals = tuple((tuple(self.avals[s][0]), self.avals[s][1]) for s in self.outputs)
         self.scratch = tuple((step.output, self.shape, self.avals[step.output][1]) for step in self.elementwise
                              if step.output not in self.outputs)
+        self.tile, self.lanes, self.chunks, self.partials, self.finish = 1, 1, 1, 0, None
         if not self.reductions:
-            self.layout, self.extent, self.threads, self.lanes = None, 1, self.size, 1
+            self.layout, self.extent, self.threads, self.chunk = None, 1, self.size, 1
             self.launch = (min(-(-self.size // ELEMENTWISE_BLOCK), 2**31 - 1), ELEMENTWISE_BLOCK)
         else:
             self.layout = _layout(self.shape, _reduced_axes(self.shape, self.reductions[0].params["axis"]))
             self.threads, self.extent = self.layout[2:]
-            self.lanes = min(MAX_LANES, max(32, 1 << (self.extent - 1).bit_length()))
-            self.launch = (min(self.threads, 2**31 - 1), self.lanes)
+            if self.layout[0] == "o" and self.threads >= TILE[0]:  # output elements adjacent in memory
+                self.tile, self.lanes = TILE
+            else:
+                self.tile, self.lanes = 1, min(MAX_LANES, max(32, 1 << (self.extent - 1).bit_length()))
+            self.chunk = self.lanes * PER_THREAD
+            self.chunks = max(1, -(-self.extent // self.chunk))
+            tiles = -(-self.threads // self.tile)
+            self.launch = (min(tiles * self.chunks, 2**31 - 1), self.tile * self.lanes)
+            if self.chunks > 1:
+                self.partials = len(self.reductions) * self.threads * self.chunks
+                self.finish_lanes = min(MAX_LANES, max(32, 1 << (self.chunks - 1).bit_length()))
+                self.finish = (min(self.threads, 2**31 - 1), self.finish_lanes)
         self.constants = {s: program.constants[s] for s in self.inputs
                           if type(self.avals[s]) is not tuple and s in program.constants}
         self._common = {step.output: numpy.result_type(*(_representative(program, s) for s in step.inputs))
@@ -496,88 +515,167 @@ class Group:
                 f'#include "{HEADER}"', ""]
 
     def _reduction_source(self, lines, names, declarations):
-        """With reductions: `@NAME@_lane(o, t, acc, ...)`, lane t's shares of output element o:
-        for its elements t, t + lanes, ... of the layout, in C order, the elementwise members
-        computed (those read elsewhere written to their outputs: each element is met once)
-        and each reduction's input added to its acc[k] in double; the kernel, one block of
-        `lanes` threads an output element, adds the lanes' shares in a fixed tree and rounds
-        each total once to its output type (a mean divides in double first). The host loop
-        adds the same shares in the same tree."""
+        """With reductions: `@NAME@_lane(o, c, y, acc, ...)`, a thread's share of output
+        element o in chunk c: the chunk's elements y, y + lanes, ... of the layout, in C
+        order, the elementwise members computed (those read elsewhere written to their
+        outputs: each element is met once) and each reduction's input added to its acc[k]
+        in double. The kernel's block holds `tile` output elements of `lanes` threads each; it
+        adds the lanes' shares in a fixed tree and writes the totals, rounded once (a mean
+        divided in double first), or with several chunks each chunk's double sum into
+        `partials`, which `@NAME@_finish` adds up the same way, a block an output element.
+        The host loop adds the same shares in the same trees."""
         reduced = {step.output for step in self.reductions}
         results = {step.output: f"out{self.outputs.index(step.output)}" for step in self.reductions}
         writes = [f"    out{k}[i] = {names[out]};" for k, out in enumerate(self.outputs) if out not in reduced]
-        count = len(self.reductions)
+        count, tile, lanes, chunks = len(self.reductions), self.tile, self.lanes, self.chunks
         sums = [f"    acc[{k}] += widened({names[step.inputs[0]]});" for k, step in enumerate(self.reductions)]
         lane_declarations = [d for d in declarations if d.split(" ")[-1] not in results.values()]
         lane_signature = ", ".join(["double* acc", *lane_declarations])
         lane_arguments = ", ".join(["acc", *(d.rsplit(" ", 1)[1] for d in lane_declarations)])
-        signature = ", ".join(declarations)
+        split = chunks > 1
+        signature = ", ".join(declarations + (["double* partials"] if split else []))
+        result_declarations = ", ".join(d for d in declarations if d.split(" ")[-1] in results.values())
         base, offset = self.layout[:2]
-        stores = []
-        for k, step in enumerate(self.reductions):
-            total = f"lanes[{k}][0]" if step.op.name == "reduce_sum" else f"lanes[{k}][0] / (double){self.extent}LL"
-            # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
-            stores.append(f"{results[step.output]}[o] = gg_cast<{_dispatch.c_type(self.avals[step.output][1])}>({total});")
-        adds = " ".join(f"lanes[{k}][t] += lanes[{k}][t + s];" for k in range(count))
-        keeps = " ".join(f"lanes[{k}][t] = acc[{k}];" for k in range(count))
-        tree = f"for (int s = {self.lanes} / 2; s > 0; s >>= 1)"
-        return "\n".join([
+        n, extent = f"{self.threads}LL", f"{self.extent}LL"
+        blocks = f"{-(-self.threads // tile) * chunks}LL"
+
+        def stores(total):  # the results of output element o from total(k), each rounded once
+            lines = []
+            for k, step in enumerate(self.reductions):
+                value = total(k) if step.op.name == "reduce_sum" else f"{total(k)} / (double){extent}"
+                # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
+                lines.append(f"{results[step.output]}[o] = gg_cast<{_dispatch.c_type(self.avals[step.output][1])}>"
+                             f"({value});")
+            return " ".join(lines)
+
+        def partial(k):
+            return f"partials[({k}LL * {n} + o) * {chunks}LL + c]"
+
+        tree = f"for (int s = {lanes} / 2; s > 0; s >>= 1)"
+        block_sums = " ".join(f"lanes[{k}][y][x] += lanes[{k}][y + s][x];" for k in range(count))
+        keeps = " ".join(f"lanes[{k}][y][x] = acc[{k}];" for k in range(count))
+        if split:
+            done = " ".join(f"{partial(k)} = lanes[{k}][0][x];" for k in range(count))
+        else:
+            done = stores(lambda k: f"lanes[{k}][0][x]")
+        text = [
             *self._header(),
-            f"GG_HD inline void @NAME@_lane(long long o, int t, {lane_signature}) {{",
-            f"    const long long base = {base};",
+            f"GG_HD inline void @NAME@_lane(long long o, long long c, int y, {lane_signature}) {{",
             *(f"    acc[{k}] = 0.0;" for k in range(count)),
-            f"    for (long long r = t; r < {self.extent}LL; r += {self.lanes}) {{",
+            f"    if (o >= {n}) return;",
+            f"    const long long base = {base};",
+            f"    const long long end = (c + 1) * {self.chunk}LL < {extent} ? (c + 1) * {self.chunk}LL : {extent};",
+            f"    for (long long r = c * {self.chunk}LL + y; r < end; r += {lanes}) {{",
             f"        const long long i = base + {offset};",
             *("    " + line for line in lines + writes + sums),
             "    }",
             "}",
             "",
             "#ifdef __CUDACC__",
-            f'extern "C" __global__ void __launch_bounds__({self.lanes}) @NAME@({signature}) {{',
-            f"    __shared__ double lanes[{count}][{self.lanes}];",
-            "    const int t = threadIdx.x;",
-            f"    for (long long o = blockIdx.x; o < {self.threads}LL; o += gridDim.x) {{",
+            f'extern "C" __global__ void __launch_bounds__({tile * lanes}) @NAME@({signature}) {{',
+            f"    __shared__ double lanes[{count}][{lanes}][{tile}];",
+            f"    const int x = threadIdx.x % {tile}, y = threadIdx.x / {tile};",
+            f"    for (long long b = blockIdx.x; b < {blocks}; b += gridDim.x) {{",
+            f"        const long long c = b % {chunks}LL, o = b / {chunks}LL * {tile} + x;",
             f"        double acc[{count}];",
-            f"        @NAME@_lane(o, t, {lane_arguments});",
+            f"        @NAME@_lane(o, c, y, {lane_arguments});",
             f"        {keeps}",
             "        __syncthreads();",
             f"        {tree} {{",
-            f"            if (t < s) {{ {adds} }}",
+            f"            if (y < s) {{ {block_sums} }}",
             "            __syncthreads();",
             "        }",
-            f"        if (t == 0) {{ {' '.join(stores)} }}",
+            f"        if (y == 0 && o < {n}) {{ {done} }}",
             "        __syncthreads();",
             "    }",
             "}",
+        ]
+        if split:
+            finish_lanes = self.finish_lanes
+            finish_sums = " ".join(f"lanes[{k}][t] += lanes[{k}][t + s];" for k in range(count))
+            gathers = [f"        {{ double a = 0.0; for (long long c = t; c < {chunks}LL; c += {finish_lanes}) "
+                       f"a += {partial(k)}; lanes[{k}][t] = a; }}" for k in range(count)]
+            text += [
+                "",
+                f'extern "C" __global__ void __launch_bounds__({finish_lanes}) '
+                f"@NAME@_finish(const double* partials, {result_declarations}) {{",
+                f"    __shared__ double lanes[{count}][{finish_lanes}];",
+                "    const int t = threadIdx.x;",
+                f"    for (long long o = blockIdx.x; o < {n}; o += gridDim.x) {{",
+                *gathers,
+                "        __syncthreads();",
+                f"        for (int s = {finish_lanes} / 2; s > 0; s >>= 1) {{",
+                f"            if (t < s) {{ {finish_sums} }}",
+                "            __syncthreads();",
+                "        }",
+                f"        if (t == 0) {{ {stores(lambda k: f'lanes[{k}][0]')} }}",
+                "        __syncthreads();",
+                "    }",
+                "}",
+            ]
+        host_signature = ", ".join(declarations)
+        text += [
             "#else",
-            f'extern "C" void @NAME@_host({signature}) {{',
-            f"    double lanes[{count}][{self.lanes}];",
+            f'extern "C" void @NAME@_host({host_signature}) {{',
+            f"    double lanes[{count}][{lanes}][{tile}];",
             f"    double acc[{count}];",
-            f"    for (long long o = 0; o < {self.threads}LL; ++o) {{",
-            f"        for (int t = 0; t < {self.lanes}; ++t) {{",
-            f"            @NAME@_lane(o, t, {lane_arguments});",
+            *([f"    double* partials = new double[{self.partials}];"] if split else []),
+            f"    for (long long b = 0; b < {blocks}; ++b) {{",
+            f"        const long long c = b % {chunks}LL;",
+            f"        for (int y = 0; y < {lanes}; ++y) for (int x = 0; x < {tile}; ++x) {{",
+            f"            @NAME@_lane(b / {chunks}LL * {tile} + x, c, y, {lane_arguments});",
             f"            {keeps}",
             "        }",
-            f"        {tree} {{",
-            f"            for (int t = 0; t < s; ++t) {{ {adds} }}",
+            f"        {tree} for (int y = 0; y < s; ++y) for (int x = 0; x < {tile}; ++x) {{ {block_sums} }}",
+            f"        for (int x = 0; x < {tile}; ++x) {{",
+            f"            const long long o = b / {chunks}LL * {tile} + x;",
+            f"            if (o < {n}) {{ {done} }}",
             "        }",
-            *(f"        {store}" for store in stores),
             "    }",
-            "}",
-            "#endif",
-            "",
-        ])
+        ]
+        if split:
+            text += [
+                f"    double finish[{count}][{finish_lanes}];",
+                f"    for (long long o = 0; o < {n}; ++o) {{",
+                f"        for (int t = 0; t < {finish_lanes}; ++t) {{",
+                *(f"            {{ double a = 0.0; for (long long c = t; c < {chunks}LL; c += {finish_lanes}) "
+                  f"a += {partial(k)}; finish[{k}][t] = a; }}" for k in range(count)),
+                "        }",
+                f"        for (int s = {finish_lanes} / 2; s > 0; s >>= 1) for (int t = 0; t < s; ++t) {{ "
+                + " ".join(f"finish[{k}][t] += finish[{k}][t + s];" for k in range(count)) + " }",
+                f"        {stores(lambda k: f'finish[{k}][0]')}",
+                "    }",
+                "    delete[] partials;",
+            ]
+        text += ["}", "#endif", ""]
+        return "\n".join(text)
 
-    def kernel_arguments(self, outs, inputs):
+    def kernel_arguments(self, outs, inputs, partials=None):
         """The kernel's arguments, in `parameters` order: the arrays of `outs` (one per
         output), the array inputs, and each number argument as the NumPy scalar of its C type
-        (float64, int64, int32 for a bool). `inputs` holds a value for every slot of
-        `inputs`, constants included (they are baked in and skipped here)."""
+        (float64, int64, int32 for a bool); then, for reductions in several chunks,
+        `partials` (a float64 array of `partials` elements, which the kernel fills and
+        `finish_name` reads). `inputs` holds a value for every slot of `inputs`, constants
+        included (they are baked in and skipped here)."""
         values = dict(zip(self.outputs, outs))
         values.update(zip(self.inputs, inputs))
         scalars = {"double": numpy.float64, "long long": numpy.int64, "int": numpy.int32}
-        return tuple(values[slot] if role != "number" else scalars[ctype](values[slot])
-                     for role, slot, ctype in self.parameters)
+        arguments = tuple(values[slot] if role != "number" else scalars[ctype](values[slot])
+                          for role, slot, ctype in self.parameters)
+        return arguments + (partials,) if self.chunks > 1 else arguments
+
+    @property
+    def finish_name(self):
+        """With reductions in several chunks, the `extern "C"` name of the kernel that adds
+        the chunks' partials into the results (launched on `finish` after the group's kernel,
+        over `finish_arguments`); None otherwise."""
+        return self.kernel_name + "_finish" if self.chunks > 1 else None
+
+    def finish_arguments(self, outs, partials):
+        """The arguments of the `finish_name` kernel: `partials`, then the reductions' outputs
+        among `outs` (the arrays of `outputs`, as kernel_arguments takes them)."""
+        reduced = {step.output for step in self.reductions}
+        return (partials, *(out for slot, out in zip(self.outputs, outs) if slot in reduced))
 
     # -- NumPy -----------------------------------------------------------------------
 

@@ -157,8 +157,10 @@ def fused_device_replay(program, run_group=None, run_batch=None):
     batches = [unit for unit in kernels if type(unit) is _update_batches.UpdateBatch]
     others = [program.steps[unit] for unit in units if type(unit) is int]
     launching = [step.name for step in others if step.kind != "shape"]
-    lines = [f"{len(kernels)} generated kernels ({len(groups)} fused, {len(batches)} batched updates) and "
-             f"{len(launching)} other array calls a step, besides {len(others) - len(launching)} views, after the "
+    launches = len(kernels) + sum(group.finish is not None for group in groups)  # a long sum's second pass
+    lines = [f"{len(kernels)} generated kernels ({len(groups)} fused, {len(batches)} batched updates; {launches} "
+             f"launches) and {len(launching)} other array calls a step, besides {len(others) - len(launching)} "
+             f"views, after the "
              f"passes (constant folding, degenerate matmuls and reductions rewritten, dead-code elimination, "
              f"views moved late):"]
     lines += [f"  kernel {index}: {unit!r}" for index, unit in enumerate(kernels)]
@@ -194,10 +196,13 @@ def _cuda_batch(batch):
 
 
 def _cuda_group(group):
-    """The runner of a fused group on CUDA: its kernel compiled now, then per call the
+    """The runner of a fused group on CUDA: its kernels compiled now, then per call the
     outputs allocated (from the graph's private pool inside a capture), the array inputs
-    made contiguous, one launch."""
-    function = _kernels.compile_source(group.cuda_source()).get_function(group.kernel_name)
+    made contiguous, one launch (two for reductions in several chunks: the chunks' partial
+    sums, then their totals)."""
+    module = _kernels.compile_source(group.cuda_source())
+    function = module.get_function(group.kernel_name)
+    finish = module.get_function(group.finish_name) if group.finish_name else None
     outputs = group.output_avals  # a fused reduction's output has its own shape
     arrays = [type(group.avals[slot]) is tuple for slot in group.inputs]
     cupy = _backend._cupy
@@ -205,6 +210,11 @@ def _cuda_group(group):
     def run(*inputs):
         inputs = [cupy.ascontiguousarray(value) if array else value for value, array in zip(inputs, arrays)]
         outs = [cupy.empty(shape, dtype) for shape, dtype in outputs]
-        _kernels.launch_generated(function, group.launch, group.kernel_arguments(outs, inputs))
+        if finish is None:
+            _kernels.launch_generated(function, group.launch, group.kernel_arguments(outs, inputs))
+            return outs
+        partials = cupy.empty(group.partials, cupy.float64)
+        _kernels.launch_generated(function, group.launch, group.kernel_arguments(outs, inputs, partials))
+        _kernels.launch_generated(finish, group.finish, group.finish_arguments(outs, partials))
         return outs
     return run

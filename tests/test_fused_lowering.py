@@ -55,8 +55,8 @@ def test_the_seed_step_fuses_into_few_kernels_and_no_matmul():
     step, variables, x, y = _net("cpu", "float32", gg.optimizers.SGD(0.1))
     run, description = _fused_on_the_cpu(step, x, y)
     first = description.splitlines()[0]
-    assert first.startswith("4 generated kernels (3 fused, 1 batched updates) and 0 other array calls a step, "
-                            "besides 3 views"), description
+    assert first.startswith("4 generated kernels (3 fused, 1 batched updates; 4 launches) and 0 other array calls "
+                            "a step, besides 3 views"), description
     assert "  other array calls: none" in description and "= matmul(" not in description
     # Every reduction joins the kernel that feeds it, and siblings share one; the four updates
     # are one kernel (6 kernels and 13 other calls before reductions and siblings merged, 4
