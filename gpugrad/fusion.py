@@ -2,8 +2,8 @@
 
 `find_groups(program)` partitions the elementwise steps of a Program (program.py) that have
 a scalar expression (`op.expression`, dispatch.Expression) into fusion groups; `schedule`
-puts the groups and the other steps in an order a lowering can run. The reduce_sum and
-reduce_mean steps fed by a group may join it (see "Reductions" below), and groups over one
+puts the groups and the other steps in an order a lowering can run. The sums, means,
+maxima and minima fed by a group may join it (see "Reductions" below), and groups over one
 iteration space may merge into one kernel ("Siblings"). Each `Group` gives:
 
 - `cuda_source()`: one CUDA kernel computing all of the group's outputs in a single
@@ -46,8 +46,8 @@ its readers up to the new position, and no processed step lies after the step be
 added). The rule may cross steps of other kinds (a matmul that neither feeds nor reads the
 group), but never an effect.
 
-Reductions. Once the grouping above is done, the reduce_sum and reduce_mean steps reading a
-group's results join it, tried in program order (MAX_REDUCTIONS at most), each when
+Reductions. Once the grouping above is done, the reduce_sum, reduce_mean, reduce_max and
+reduce_min steps reading a group's results join it, tried in program order (MAX_REDUCTIONS at most), each when
   1. its input is an elementwise result of the group: the group's kernel computes the
      reduction's output, and writes the elementwise results that other steps read (or the
      program returns) as it meets them; a member result that only reductions read needs
@@ -75,8 +75,9 @@ count, between 32 and MAX_LANES). The reduced elements of an output element are 
 `chunks` chunks of `chunk` = lanes x PER_THREAD elements, and each block takes one chunk of
 its output elements (a grid-stride loop over tiles x chunks). Thread y of an output element
 visits the chunk's elements y, y + lanes, ... in C order, computing the elementwise members
-for each and summing each reduction's input in double; the lanes' sums are added in a fixed
-tree (lane y takes lane y + s's, for s = lanes / 2, ..., 1). With one chunk, the total is
+for each and accumulating each reduction's input in double (a sum adds it; a maximum or
+minimum keeps the extreme, NaN winning, exactly whatever the order); the lanes' values are
+combined in a fixed tree (lane y takes lane y + s's, for s = lanes / 2, ..., 1). With one chunk, the total is
 rounded once to its output type (a mean divides it by the count in double first). With
 several, each chunk's double sum goes to a `partials` buffer, and a second kernel
 (`finish_name`), a block of `finish_lanes` threads an output element, adds the partials the
@@ -119,7 +120,12 @@ from . import lowering as _lowering
 
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
 HEADER = "expressions.cuh"
-REDUCTIONS = ("reduce_sum", "reduce_mean")  # the reductions that may join a group
+# The reductions that may join a group: the start of each accumulator and how it takes a value
+# (C templates over {a}, the accumulator, and {v}, a double). Sums add in double; a maximum or
+# minimum keeps the extreme value, NaN winning, as NumPy's do, exactly in any order.
+REDUCTIONS = {"reduce_sum": ("0.0", "{a} += {v};"), "reduce_mean": ("0.0", "{a} += {v};"),
+              "reduce_max": ("-gg_inf()", "{a} = gg_maximum({a}, {v});"),
+              "reduce_min": ("gg_inf()", "{a} = gg_minimum({a}, {v});")}
 MAX_LANES = 256  # the most threads of the block that reduces one output element (a row layout)
 TILE = (32, 8)  # a column layout's block: 32 adjacent output elements, 8 threads each
 PER_THREAD = 16  # the most elements a thread sums into one partial
@@ -264,10 +270,10 @@ def _valid(program, members, readers):
 
 def reduction_joins(program, group, index):
     """Whether the reduction step at `index` joins `group` (see "Reductions" in the module
-    docstring): a reduce_sum or reduce_mean of float32 or float64 reading an elementwise
-    result of the group, its own result read (a dead reduction stays out), with the layout
-    of the group's other reductions, where the group with it may run at the last member
-    (`_valid`)."""
+    docstring): a reduce_sum, reduce_mean, reduce_max or reduce_min of float32 or float64
+    reading an elementwise result of the group, its own result read (a dead reduction stays
+    out), with the layout of the group's other reductions, where the group with it may run
+    at the last member (`_valid`)."""
     step = program.steps[index]
     if not _is_reduction(step) or len(step.inputs) != 1 or len(group.reductions) == MAX_REDUCTIONS:
         return False
@@ -348,7 +354,7 @@ class Group:
     (see the module docstring).
 
     Attributes: `indices` and `steps` (the members, in program order), `elementwise` (the
-    elementwise members), `reductions` (the reduce_sum and reduce_mean members, maybe
+    elementwise members), `reductions` (the reduction members (REDUCTIONS), maybe
     none), `position` (the index of the last member, where the group runs), `shape` (the
     iteration shape, that of every elementwise member's output, so of each reduction's
     input), `size` (its element count), `layout` (with reductions, their layout: the C
@@ -528,7 +534,13 @@ class Group:
         results = {step.output: f"out{self.outputs.index(step.output)}" for step in self.reductions}
         writes = [f"    out{k}[i] = {names[out]};" for k, out in enumerate(self.outputs) if out not in reduced]
         count, tile, lanes, chunks = len(self.reductions), self.tile, self.lanes, self.chunks
-        sums = [f"    acc[{k}] += widened({names[step.inputs[0]]});" for k, step in enumerate(self.reductions)]
+        starts = [REDUCTIONS[step.op.name][0] for step in self.reductions]
+
+        def combine(k, a, v):  # reduction k's accumulator a takes the double v
+            return REDUCTIONS[self.reductions[k].op.name][1].format(a=a, v=v)
+
+        sums = ["    " + combine(k, f"acc[{k}]", f"widened({names[step.inputs[0]]})")
+                for k, step in enumerate(self.reductions)]
         lane_declarations = [d for d in declarations if d.split(" ")[-1] not in results.values()]
         lane_signature = ", ".join(["double* acc", *lane_declarations])
         lane_arguments = ", ".join(["acc", *(d.rsplit(" ", 1)[1] for d in lane_declarations)])
@@ -542,7 +554,7 @@ class Group:
         def stores(total):  # the results of output element o from total(k), each rounded once
             lines = []
             for k, step in enumerate(self.reductions):
-                value = total(k) if step.op.name == "reduce_sum" else f"{total(k)} / (double){extent}"
+                value = total(k) if step.op.name != "reduce_mean" else f"{total(k)} / (double){extent}"
                 # widened() and gg_cast keep subnormals, which CuPy's -ftz=true would flush in plain casts
                 lines.append(f"{results[step.output]}[o] = gg_cast<{_dispatch.c_type(self.avals[step.output][1])}>"
                              f"({value});")
@@ -552,7 +564,7 @@ class Group:
             return f"partials[({k}LL * {n} + o) * {chunks}LL + c]"
 
         tree = f"for (int s = {lanes} / 2; s > 0; s >>= 1)"
-        block_sums = " ".join(f"lanes[{k}][y][x] += lanes[{k}][y + s][x];" for k in range(count))
+        block_sums = " ".join(combine(k, f"lanes[{k}][y][x]", f"lanes[{k}][y + s][x]") for k in range(count))
         keeps = " ".join(f"lanes[{k}][y][x] = acc[{k}];" for k in range(count))
         if split:
             done = " ".join(f"{partial(k)} = lanes[{k}][0][x];" for k in range(count))
@@ -561,7 +573,7 @@ class Group:
         text = [
             *self._header(),
             f"GG_HD inline void @NAME@_lane(long long o, long long c, int y, {lane_signature}) {{",
-            *(f"    acc[{k}] = 0.0;" for k in range(count)),
+            *(f"    acc[{k}] = {starts[k]};" for k in range(count)),
             f"    if (o >= {n}) return;",
             f"    const long long base = {base};",
             f"    const long long end = (c + 1) * {self.chunk}LL < {extent} ? (c + 1) * {self.chunk}LL : {extent};",
@@ -592,9 +604,9 @@ class Group:
         ]
         if split:
             finish_lanes = self.finish_lanes
-            finish_sums = " ".join(f"lanes[{k}][t] += lanes[{k}][t + s];" for k in range(count))
-            gathers = [f"        {{ double a = 0.0; for (long long c = t; c < {chunks}LL; c += {finish_lanes}) "
-                       f"a += {partial(k)}; lanes[{k}][t] = a; }}" for k in range(count)]
+            finish_sums = " ".join(combine(k, f"lanes[{k}][t]", f"lanes[{k}][t + s]") for k in range(count))
+            gathers = [f"        {{ double a = {starts[k]}; for (long long c = t; c < {chunks}LL; c += {finish_lanes}) "
+                       f"{combine(k, 'a', partial(k))} lanes[{k}][t] = a; }}" for k in range(count)]
             text += [
                 "",
                 f'extern "C" __global__ void __launch_bounds__({finish_lanes}) '
@@ -638,11 +650,11 @@ class Group:
                 f"    double finish[{count}][{finish_lanes}];",
                 f"    for (long long o = 0; o < {n}; ++o) {{",
                 f"        for (int t = 0; t < {finish_lanes}; ++t) {{",
-                *(f"            {{ double a = 0.0; for (long long c = t; c < {chunks}LL; c += {finish_lanes}) "
-                  f"a += {partial(k)}; finish[{k}][t] = a; }}" for k in range(count)),
+                *(f"            {{ double a = {starts[k]}; for (long long c = t; c < {chunks}LL; c += {finish_lanes}) "
+                  f"{combine(k, 'a', partial(k))} finish[{k}][t] = a; }}" for k in range(count)),
                 "        }",
                 f"        for (int s = {finish_lanes} / 2; s > 0; s >>= 1) for (int t = 0; t < s; ++t) {{ "
-                + " ".join(f"finish[{k}][t] += finish[{k}][t + s];" for k in range(count)) + " }",
+                + " ".join(combine(k, f"finish[{k}][t]", f"finish[{k}][t + s]") for k in range(count)) + " }",
                 f"        {stores(lambda k: f'finish[{k}][0]')}",
                 "    }",
                 "    delete[] partials;",

@@ -70,7 +70,16 @@ def _broadcast_to_into(xp, out, x, *, shape):
     return out
 
 
+def _reduce_max_into(xp, out, x, *, axis, keepdims):
+    return xp.max(x, axis=axis, keepdims=keepdims, out=out)
+
+
+def _reduce_min_into(xp, out, x, *, axis, keepdims):
+    return xp.min(x, axis=axis, keepdims=keepdims, out=out)
+
+
 INTO = {"matmul": _matmul_into, "reduce_sum": _reduce_sum_into, "reduce_mean": _reduce_mean_into,
+        "reduce_max": _reduce_max_into, "reduce_min": _reduce_min_into,
         "reduce_sum_backward": _reduce_sum_backward_into, "broadcast_to": _broadcast_to_into}
 
 

@@ -14,10 +14,11 @@ kernel generated for each, and its NumPy lowering, against the steps' own forwar
   outputs that feed no other member); run_numpy into preallocated buffers gives them bit
   for bit; the schedule (groups at their positions, the other steps in order) computes
   what the program computes;
-- fused reductions (reduce_sum and reduce_mean joining the group that feeds them: axis None,
-  one axis, two axes, keepdims or not, float32 and float64, broadcast inputs and a number
-  argument): the host build within the sum bound of `_sum_bound` ((n + 2) eps sum|x| for n
-  terms; equal where the forward is not finite), and on positive terms within 1 float32 ulp
+- fused reductions (reduce_sum, reduce_mean, reduce_max and reduce_min joining the group
+  that feeds them: axis None, one axis, two axes, keepdims or not, short and long, rows and
+  columns, float32 and float64, broadcast inputs and a number argument): the host build of a
+  sum within the bound of `_sum_bound` ((n + 2) eps sum|x| for n terms; equal where the
+  forward is not finite), of a maximum or minimum equal, and for sums of positive terms within 1 float32 ulp
   of the exact sum and 4 of the forward (16 ulps in float64); run_numpy bit for bit; the
   rule's clauses (which reductions stay separate steps, the layouts of long sums) and the seed
   step's schedule;
@@ -307,7 +308,7 @@ def _reduction_program(name, shape, axis, keepdims, dtype, positive=False, chain
 def _reduction_programs():
     return {f"reduction: {name} {dtype} {shape} axis={axis} keepdims={keepdims}":
             _reduction_program(name, shape, axis, keepdims, dtype)
-            for name in ("reduce_sum", "reduce_mean") for dtype in ("float32", "float64")
+            for name in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min") for dtype in ("float32", "float64")
             for shape, axis in REDUCTION_CASES for keepdims in (True, False)}
 
 
@@ -431,6 +432,8 @@ def _output_disagreement(group, slot, got, values):
     reduction = next((r for r in group.reductions if r.output == slot), None)
     if reduction is None:
         return _disagreement(got, want, _ulps(group, slot))
+    if reduction.name in ("reduce_max", "reduce_min"):  # exact in any order (but a zero's sign on ties)
+        return _disagreement(got + np.zeros((), got.dtype), want + np.zeros((), want.dtype))
     assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
     bound = _sum_bound(group, reduction, values)
     finite = np.isfinite(want)
@@ -656,7 +659,8 @@ def test_reductions_join_the_group_that_feeds_them(programs):
         assert reduction.inputs[0] in [slot for slot, _, _ in group.scratch]
         assert [role for role, _, _ in group.parameters] == ["output", "input", "input", "input", "number"]
         assert [u.indices for u in fusion.schedule(program)] == [group.indices]
-        assert reduction.name in repr(group) and "acc[0] = 0.0;" in group.cuda_source()
+        start = {"reduce_max": "-gg_inf()", "reduce_min": "gg_inf()"}.get(reduction.name, "0.0")
+        assert reduction.name in repr(group) and f"acc[0] = {start};" in group.cuda_source()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -698,9 +702,10 @@ def _joined(program):
 
 def test_which_reductions_stay_separate_steps(host):
     """The rule's clauses: an input read elsewhere or returned, or another result of the group
-    read elsewhere, after the reduction, joins (the group writes those results too); a result
-    read before the reduction, an integer input, another reduction, an effect in between and
-    a dead reduction do not; and the layouts of short and long sums, of rows and columns."""
+    read elsewhere, after the reduction, joins (the group writes those results too), and so does
+    a maximum; a result read before the reduction, an integer input, a product, an effect in
+    between and a dead reduction do not; and the layouts of short and long sums, of rows and
+    columns."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((8, 6)).astype(np.float32)
 
@@ -733,6 +738,9 @@ def test_which_reductions_stay_separate_steps(host):
     def maximum(b, sx):
         return [b.op("reduce_max", b.op("multiply", sx, b.constant(2.0)), axis=(1,), keepdims=False)]
 
+    def product(b, sx):
+        return [b.op("reduce_prod", b.op("multiply", sx, b.constant(2.0)), axis=(1,), keepdims=False)]
+
     def effect(b, sx):
         y = b.op("multiply", sx, b.constant(2.0))
         b.effect(lambda array: None, sx)
@@ -754,7 +762,9 @@ def test_which_reductions_stay_separate_steps(host):
         (group,) = fusion.find_groups(program)
         assert len(group.outputs) == 2 and group.outputs[-1] == group.reductions[0].output, make.__name__
 
-    for make in (read_before, integers, maximum, effect, dead):
+    assert _joined(build(maximum)) == ["reduce_max"]
+
+    for make in (read_before, integers, product, effect, dead):
         program = build(make)
         assert _joined(program) == [], make.__name__
         assert all(not g.reductions for g in fusion.find_groups(program))
