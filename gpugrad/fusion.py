@@ -110,12 +110,12 @@ resolve as they stand).
 No numpy or cupy calls run here at import, and nothing touches a GPU: this module only
 writes text and calls the array module a caller passes in.
 """
-import hashlib
 import math
 
 import numpy
 
 from . import dispatch as _dispatch
+from . import kernels as _kernels
 from . import lowering as _lowering
 
 _NUMBER_TYPES = {bool: "int", int: "long long", float: "double"}  # the C type of each literal kind
@@ -349,7 +349,7 @@ def schedule(program, groups=None):
 # ---------------------------------------------------------------------------------------
 # Groups
 
-class Group:
+class Group(_kernels.GeneratedKernel):
     """Fusable steps of a program that one kernel computes, and maybe reductions they feed
     (see the module docstring).
 
@@ -375,6 +375,8 @@ class Group:
     kernel), `parameters` (the kernel's parameters in order: (role, slot, C type) with role
     "output", "input" or "number"). A group none of whose results is read has no outputs
     (dead code, which a pass before this one may remove)."""
+
+    PREFIX = "gg_fused_"  # kernel_name: this and a hash of the kernel's text
 
     def __init__(self, program, indices):
         self.indices = tuple(sorted(indices))
@@ -423,7 +425,6 @@ class Group:
         numbers = [("number", s, _NUMBER_TYPES[self.avals[s]]) for s in self.inputs
                    if type(self.avals[s]) is not tuple and s not in self.constants]
         self.parameters = tuple(outs + arrays + numbers)
-        self._source = None
 
     def _title(self):
         names = ", ".join(step.name for step in self.elementwise)
@@ -439,21 +440,6 @@ class Group:
         return f"<Group [{self._title()}] -> ({outs})>"
 
     # -- the kernel ------------------------------------------------------------------
-
-    @property
-    def kernel_name(self):
-        """The `extern "C"` name of the __global__ kernel; the host loop is this + "_host"."""
-        self.cuda_source()
-        return self._name
-
-    def cuda_source(self):
-        """The CUDA C++ text of the group's kernel (see the module docstring), starting with
-        `#include "expressions.cuh"`; the same text builds the host loop with g++."""
-        if self._source is None:
-            body = self._body()
-            self._name = "gg_fused_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-            self._source = body.replace("@NAME@", self._name)
-        return self._source
 
     def _body(self):
         names = {}  # slot -> its C text in the element function

@@ -8,6 +8,7 @@ at import time, so importing gpugrad without CuPy (or without a GPU) works and c
 """
 import contextlib
 import functools
+import hashlib
 import pathlib
 import re
 
@@ -80,6 +81,28 @@ def _cupy():
     if not count:
         raise RuntimeError(f"gpugrad's CUDA kernels cannot run here: {reason}")
     return _backend._cupy
+
+
+class GeneratedKernel:
+    """A kernel whose CUDA C++ text a subclass writes (`_body()`, naming its functions after
+    the placeholder @NAME@) and whose name is `PREFIX` and a hash of that text: equal texts
+    share a name, and compile_source compiles them once."""
+    PREFIX = "gg_"
+    _source = None
+
+    @property
+    def kernel_name(self):
+        """The `extern "C"` name of the __global__ kernel."""
+        self.cuda_source()
+        return self._name
+
+    def cuda_source(self):
+        """The CUDA C++ text of the kernel (see the subclass's module docstring)."""
+        if self._source is None:
+            body = self._body()
+            self._name = self.PREFIX + hashlib.sha256(body.encode()).hexdigest()[:16]
+            self._source = body.replace("@NAME@", self._name)
+        return self._source
 
 
 @functools.cache  # keyed by the text itself (its hash): equal sources share one module

@@ -45,7 +45,6 @@ C-contiguous (a runner makes the gradients contiguous, as the single launchers d
 No numpy or cupy calls run here at import, and nothing touches a GPU: this module only writes
 text and calls the steps' forwards on the arrays a caller passes in.
 """
-import hashlib
 import inspect
 import itertools
 import math
@@ -207,7 +206,7 @@ def batch_updates(program, units):
 # ---------------------------------------------------------------------------------------
 # Batches
 
-class UpdateBatch:
+class UpdateBatch(_kernels.GeneratedKernel):
     """Update steps of a program that one generated kernel runs, as batch_updates puts them
     together (see the module docstring).
 
@@ -222,6 +221,8 @@ class UpdateBatch:
     `launch` ((blocks, threads a block): one element a thread), `written` (the Variables the
     steps mark written when their forwards run: a runner that launches the kernel marks
     them instead)."""
+
+    PREFIX = "gg_updates_"  # kernel_name: this and a hash of the kernel's text
 
     def __init__(self, program, indices):
         self.indices = tuple(indices)
@@ -242,7 +243,6 @@ class UpdateBatch:
         self.fixed = layout.fixed(self.dtype.type, self.params, self._given)
         self.launch = (min(-(-self.size // BLOCK), 2**31 - 1), BLOCK)
         self.written = tuple(variable for step in self.steps for variable in getattr(step.fn, "written", ()))
-        self._source = None
 
     def _title(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -254,21 +254,6 @@ class UpdateBatch:
         return f"<UpdateBatch [{self._title()}]>"
 
     # -- the kernel ------------------------------------------------------------------
-
-    @property
-    def kernel_name(self):
-        """The `extern "C"` name of the __global__ kernel."""
-        self.cuda_source()
-        return self._name
-
-    def cuda_source(self):
-        """The CUDA C++ text of the batch's kernel (see the module docstring), including the
-        primitive's kernel file."""
-        if self._source is None:
-            body = self._body()
-            self._name = "gg_updates_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-            self._source = body.replace("@NAME@", self._name)
-        return self._source
 
     def _body(self):
         ctype = _dispatch.c_type(self.dtype)
