@@ -956,3 +956,103 @@ def test_generated_kernels_run_on_the_gpu(programs):
             for slot, out in zip(group.outputs, outs):
                 problem = _output_disagreement(group, slot, out.get(), values)
                 assert not problem, f"{name}: {group} output %{slot}: {problem}"
+
+
+# ---------------------------------------------------------------------------------------
+# The CUDA kernels emulated on the host
+
+_EMULATION = """\
+// The CUDA names a generated kernel uses, on the host: each block's threads are std::threads
+// meeting at a std::barrier for __syncthreads(), blocks one after another (so a function-static
+// array is the block's shared memory).
+#include <barrier>
+#include <functional>
+#include <thread>
+#include <vector>
+#define __CUDACC__ 1
+#define __host__
+#define __device__
+#define __global__
+#define __shared__ static
+#define __launch_bounds__(...)
+struct gg_dim3 { unsigned int x = 0, y = 1, z = 1; };
+static thread_local gg_dim3 threadIdx, blockIdx;
+static gg_dim3 blockDim, gridDim;
+static std::barrier<>* gg_block_barrier;
+inline void __syncthreads() { gg_block_barrier->arrive_and_wait(); }
+static void gg_launch(unsigned int grid, unsigned int block, const std::function<void()>& kernel) {
+    gridDim.x = grid;
+    blockDim.x = block;
+    for (unsigned int b = 0; b < grid; ++b) {
+        std::barrier<> barrier(block);
+        gg_block_barrier = &barrier;
+        std::vector<std::thread> threads;
+        for (unsigned int t = 0; t < block; ++t) {
+            threads.emplace_back([&kernel, b, t] { blockIdx.x = b; threadIdx.x = t; kernel(); });
+        }
+        for (auto& thread : threads) thread.join();
+    }
+}
+"""
+
+
+def _emulated_launcher(group):
+    """C++ of `<kernel>_emulated(<the kernel's parameters>, double* partials)`: the CUDA kernel
+    (and the chunks' finishing kernel) on a grid of 2 blocks, as the GPU test launches them."""
+    counts, declarations = {"output": 0, "input": 0, "number": 0}, []
+    for role, _, ctype in group.parameters:
+        prefix = {"output": "out", "input": "in", "number": "a"}[role]
+        declarations.append(f"{ctype} {prefix}{counts[role]}")
+        counts[role] += 1
+    names = [d.rsplit(" ", 1)[1] for d in declarations]
+    block = group.launch[1] if group.reductions else 32
+    arguments = ", ".join(names + (["partials"] if group.finish else []))
+    lines = [f'extern "C" void {group.kernel_name}_emulated({", ".join(declarations + ["double* partials"])}) {{',
+             f"    gg_launch(2, {block}, [&] {{ {group.kernel_name}({arguments}); }});"]
+    if group.finish:
+        reduced = {step.output for step in group.reductions}
+        results = [name for name, slot in zip(names, group.outputs) if slot in reduced]
+        lines.append(f"    gg_launch(2, {group.finish[1]}, [&] {{ {group.finish_name}(partials, {', '.join(results)}); }});")
+    return "\n".join(lines + ["}"])
+
+
+def test_the_cuda_kernels_give_the_host_builds_bits(programs, host, tmp_path):
+    """Each reduction group's CUDA kernel (every layout once), built on the host with its
+    threads emulated (a std::thread each, __syncthreads a barrier) and launched on 2 blocks
+    (so the grid-stride loops run), gives the host build's results bit for bit: the block trees, the column tiles and the
+    chunks' partial sums are the host loop's order. (The GPU test checks the kernels against
+    the forwards on a device.)"""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not on PATH")
+    chosen = {name: entry for name, entry in programs.items()  # every layout once: float32, keepdims
+              if not name.startswith("reduction:") or ("float32" in name and "keepdims=True" in name)}
+    groups = list({g.kernel_name: g for program, _ in chosen.values() for g in fusion.find_groups(program)
+                   if g.reductions}.values())
+    sources = [g.cuda_source() + "\n" + _emulated_launcher(g) for g in groups]
+    (tmp_path / "emulated.cpp").write_text(_EMULATION + "\n".join(sources))
+    build = subprocess.run(["g++", "-std=c++20", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-pthread",
+                            f"-I{HEADER_DIR}", "-o", str(tmp_path / "emulated.so"), str(tmp_path / "emulated.cpp")],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-4000:]
+    library = ctypes.CDLL(str(tmp_path / "emulated.so"))
+    checked = 0
+    for name, (program, args) in chosen.items():
+        values, reads = _reference(program, args)
+        for group in fusion.find_groups(program):
+            if group.kernel_name not in {g.kernel_name for g in groups}:
+                continue
+            inputs = _group_inputs(group, values, reads)
+            with np.errstate(all="ignore"):
+                want = _call_host(host.functions([group])[0], group, inputs)
+            inputs = [np.array(v, dtype=group.avals[s][1], order="C") if type(group.avals[s]) is tuple else v
+                      for s, v in zip(group.inputs, inputs)]
+            outs = [np.full(shape, 7, dtype) for shape, dtype in group.output_avals]
+            partials = np.full(max(group.partials, 1), np.nan)
+            arguments = [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else _SCALARS[type(a)](a)
+                         for a in group.kernel_arguments(outs, inputs)[:len(group.parameters)]]
+            getattr(library, group.kernel_name + "_emulated")(*arguments, ctypes.c_void_p(partials.ctypes.data))
+            for slot, got, expected in zip(group.outputs, outs, want):
+                problem = _disagreement(got, expected)
+                assert not problem, f"{name}: {group} output %{slot}: {problem}"
+            checked += 1
+    assert checked >= 40 and any(g.finish for g in groups) and any(g.tile > 1 for g in groups)
