@@ -160,9 +160,8 @@ def fused_device_replay(program, run_group=None, run_batch=None):
     launches = len(kernels) + sum(group.finish is not None for group in groups)  # a long sum's second pass
     lines = [f"{len(kernels)} generated kernels ({len(groups)} fused, {len(batches)} batched updates; {launches} "
              f"launches) and {len(launching)} other array calls a step, besides {len(others) - len(launching)} "
-             f"views, after the "
-             f"passes (constant folding, degenerate matmuls and reductions rewritten, dead-code elimination, "
-             f"views moved late):"]
+             f"views, after the passes (constant folding, degenerate matmuls and reductions rewritten, dead-code "
+             f"elimination, views moved late):"]
     lines += [f"  kernel {index}: {unit!r}" for index, unit in enumerate(kernels)]
     lines.append("  other array calls: " + (", ".join(launching) or "none"))
     lines.append("the program after the passes:")

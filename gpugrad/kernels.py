@@ -3,8 +3,9 @@ lazily, and launches them.
 
 Only this module knows the kernel folder, the compile options, the C type of each dtype the
 kernels take (float32 and float64) and the grid and block sizes of the hand-written kernels (a
-generated kernel's come with its fusion group). The CuPy handle comes from the backend's probe at the first launch, never
-at import time, so importing gpugrad without CuPy (or without a GPU) works and compiles nothing.
+generated kernel's come with its fusion group or update batch). The CuPy handle comes from the
+backend's probe at the first launch, never at import time, so importing gpugrad without CuPy
+(or without a GPU) works and compiles nothing.
 """
 import contextlib
 import functools

@@ -14,8 +14,8 @@ builds a new program and leaves its input as it was.
 
 `default_pipeline` runs them in the order `PASSES` gives. Every pass keeps the program's
 arguments, results, Variables and the order of the steps it keeps (but defer_shape_steps,
-whose work is the order of the views); new steps go where the
-step they replace stood, so reads of a Variable stay before the updates that write it.
+whose work is the order of the views); new steps go where the step they replace stood, so
+reads of a Variable stay before the updates that write it.
 """
 from .dispatch import REGISTRY
 from .program import Program
@@ -258,8 +258,9 @@ def simplify_reductions(program):
     Both keep each result's value (NumPy and CuPy sum a C-ordered array the same way
     whatever its shape), bit for bit but for the sign of a zero: a reshaped -0.0 stays
     -0.0 where a sum starting from +0.0 gives +0.0 (the two compare equal). The reshapes
-    a rewrite leaves unread go with dead-code elimination. The new step writes the reduction's own output slot. A total reads around
-    a reshape only when no step run for its effect lies between them.
+    a rewrite leaves unread go with dead-code elimination. The new step writes the
+    reduction's own output slot. A total reads around a reshape only when no step run for
+    its effect lies between them.
     """
     result = _copy(program)
     steps, reshaped = [], {}
