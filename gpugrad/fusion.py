@@ -361,11 +361,15 @@ class Group(_kernels.GeneratedKernel):
     expressions of the offset of output element o's first element and of its r-th reduced
     element from there, the output count and the reduced count; None without), `threads`
     (the count of the kernel's grid-stride loop: `size`, or with reductions the element
-    count of their outputs, one block an output element), `lanes` (with reductions, the
-    threads of the block reducing one output element; 1 without), `launch` ((blocks,
-    threads a block): the grid that gives every thread or block one element or output
-    element), `extent` (the elements reduced into each output element; 1 without
-    reductions), `inputs` (the slots the members read that no member computes, in order of
+    count of their outputs), `tile` and `lanes` (with reductions, the output elements of a
+    block and the threads of each; 1 and 1 without), `chunk` and `chunks` (the reduced
+    elements a block sums into one partial, and how many chunks an output element has),
+    `partials` (the float64 elements of the chunks' partial sums, 0 with one chunk),
+    `launch` ((blocks, threads a block): the grid that gives every thread one element, or
+    every block one tile of output elements in one chunk), `finish` and `finish_lanes`
+    (with several chunks, the grid of the kernel that adds the partials, a block of
+    `finish_lanes` threads an output element; `finish` None otherwise), `extent` (the
+    elements reduced into each output element; 1 without reductions), `inputs` (the slots the members read that no member computes, in order of
     first read: arrays, number constants and number arguments), `outputs` (the member
     outputs read after the group or returned by the program, in program order),
     `output_avals` ((shape, dtype) of each output: the iteration shape, or a reduction's
