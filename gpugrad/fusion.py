@@ -718,16 +718,7 @@ def _strided(dims, var):
             merged[-1] = [merged[-1][0] * n, s]
         else:
             merged.append([n, s])
-    total = math.prod(n for n, _ in merged)
-    terms = []
-    inner = 1
-    for n, s in reversed(merged):
-        coordinate = var if inner == 1 else f"{var} / {inner}LL"
-        if inner * n != total:
-            coordinate = f"({coordinate}) % {n}LL" if inner != 1 else f"{var} % {n}LL"
-        terms.append(coordinate if s == 1 else f"({coordinate}) * {s}LL")
-        inner *= n
-    return " + ".join(reversed(terms)) or "0"
+    return _offset(merged, var, "LL")
 
 
 def _index(shape, into, i="i", suffix="LL"):
@@ -754,16 +745,24 @@ def _index(shape, into, i="i", suffix="LL"):
             blocks.append([broadcast, m, s])
     if len(blocks) == 1 and not blocks[0][0]:
         return "i"  # the whole iteration space, in order
-    total = math.prod(into)
-    if total == 0:
+    if math.prod(into) == 0:
         return "0"  # no element: the loop never reads it
+    return _offset([(extent, None if broadcast else s) for broadcast, extent, s in blocks], i, suffix)
+
+
+def _offset(dims, var, suffix):
+    """The C expression of the offset of element `var` (a C variable) of the space `dims`,
+    (extent, stride) pairs outermost first in C order: each dimension's coordinate times its
+    stride, summed (a stride None, a broadcast dimension, adds nothing); integer literals of
+    `suffix`. The outermost coordinate needs no modulo, the innermost no division."""
+    total = math.prod(n for n, _ in dims)
     terms = []
     inner = 1
-    for broadcast, extent, s in reversed(blocks):
-        if not broadcast:
-            coordinate = i if inner == 1 else f"{i} / {inner}{suffix}"
-            if inner * extent != total:
-                coordinate = f"({coordinate}) % {extent}{suffix}" if inner != 1 else f"{i} % {extent}{suffix}"
+    for n, s in reversed(dims):
+        if s is not None:
+            coordinate = var if inner == 1 else f"{var} / {inner}{suffix}"
+            if inner * n != total:
+                coordinate = f"({coordinate}) % {n}{suffix}" if inner != 1 else f"{var} % {n}{suffix}"
             terms.append(coordinate if s == 1 else f"({coordinate}) * {s}{suffix}")
-        inner *= extent
+        inner *= n
     return " + ".join(reversed(terms)) or "0"
