@@ -235,7 +235,7 @@ def find_groups(program):
         for m in members:
             group_of[m] = members
     unique = {id(members): members for members in group_of.values()}.values()
-    groups = [_with_reductions(program, Group(program, members), readers) for members in unique]
+    groups = [_with_reductions(program, Group(program, members, readers), readers) for members in unique]
     return _merged(program, sorted(groups, key=lambda g: g.position), readers)
 
 
@@ -268,19 +268,18 @@ def _valid(program, members, readers):
     return all(program.steps[k].output is not None for k in range(min(members), position))
 
 
-def reduction_joins(program, group, index):
+def reduction_joins(program, group, index, readers):
     """Whether the reduction step at `index` joins `group` (see "Reductions" in the module
     docstring): a reduce_sum, reduce_mean, reduce_max or reduce_min of float32 or float64
     reading an elementwise result of the group, its own result read (a dead reduction stays
     out), with the layout of the group's other reductions, where the group with it may run
-    at the last member (`_valid`)."""
+    at the last member (`_valid`). `readers` is program.consumers()."""
     step = program.steps[index]
     if not _is_reduction(step) or len(step.inputs) != 1 or len(group.reductions) == MAX_REDUCTIONS:
         return False
     (slot,) = step.inputs
     if slot not in {s.output for s in group.elementwise} or step.output is None or not program.is_array(step.output):
         return False
-    readers = program.consumers()
     if not readers.get(step.output):
         return False
     shape, dtype = program.avals[slot]
@@ -305,10 +304,10 @@ def _with_reductions(program, group, readers):
     while True:
         candidates = sorted({r for slot in group.outputs for r in readers.get(slot, ())
                              if r < len(program.steps) and r not in group.indices})
-        index = next((r for r in candidates if reduction_joins(program, group, r)), None)
+        index = next((r for r in candidates if reduction_joins(program, group, r, readers)), None)
         if index is None:
             return group
-        group = Group(program, group.indices + (index,))
+        group = Group(program, group.indices + (index,), readers)
 
 
 def _merged(program, groups, readers):
@@ -318,7 +317,7 @@ def _merged(program, groups, readers):
     for group in groups:
         for k, earlier in enumerate(result):
             if _merge_allowed(program, earlier, group, readers):
-                result[k] = Group(program, earlier.indices + group.indices)
+                result[k] = Group(program, earlier.indices + group.indices, readers)
                 break
         else:
             result.append(group)
@@ -351,7 +350,8 @@ def schedule(program, groups=None):
 
 class Group(_kernels.GeneratedKernel):
     """Fusable steps of a program that one kernel computes, and maybe reductions they feed
-    (see the module docstring).
+    (see the module docstring). `readers`, program.consumers() when the caller has it, saves
+    computing it again.
 
     Attributes: `indices` and `steps` (the members, in program order), `elementwise` (the
     elementwise members), `reductions` (the reduction members (REDUCTIONS), maybe
@@ -382,7 +382,7 @@ class Group(_kernels.GeneratedKernel):
 
     PREFIX = "gg_fused_"  # kernel_name: this and a hash of the kernel's text
 
-    def __init__(self, program, indices):
+    def __init__(self, program, indices, readers=None):
         self.indices = tuple(sorted(indices))
         self.steps = tuple(program.steps[i] for i in self.indices)
         self.position = self.indices[-1]
@@ -392,7 +392,7 @@ class Group(_kernels.GeneratedKernel):
         self.shape = tuple(program.avals[self.elementwise[0].output][0])
         self.size = math.prod(self.shape)
         self.inputs = tuple(dict.fromkeys(s for step in self.steps for s in step.inputs if s not in computed))
-        readers = program.consumers()
+        readers = program.consumers() if readers is None else readers
         inside = set(self.indices)
         self.outputs = tuple(step.output for step in self.steps
                              if any(r not in inside for r in readers.get(step.output, ())))
